@@ -1,0 +1,3 @@
+//! The tau2 operator: reconciles `Tau2Pipeline` resources into phase Jobs.
+
+pub mod crdgen;
