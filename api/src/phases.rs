@@ -204,7 +204,7 @@ pub struct Rollout<D: PhaseDefaults> {
     #[schemars(range(min = 0.0, max = 5.0))]
     pub temperature: f64,
     /// Nucleus sampling: keep the smallest set of tokens whose probability reaches topP.
-    #[schemars(range(min = 0.01, max = 1.0))]
+    #[schemars(range(min = 0.0, max = 1.0), extend("exclusiveMinimum" = true))]
     pub top_p: f64,
     /// Keep only the k most likely tokens; 0 disables the filter.
     #[schemars(range(min = 0))]

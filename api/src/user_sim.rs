@@ -35,6 +35,7 @@ pub struct SecretKeyRef {
     {
         "rule": "!has(self.endpoint) || (isURL(self.endpoint) && url(self.endpoint).getScheme() in ['http', 'https'])",
         "message": "userSimulator.endpoint must be an http(s) URL of an OpenAI-compatible API, e.g. http://user-sim:30001/v1",
+        "fieldPath": ".endpoint",
     },
 ]))]
 pub struct UserSimulator {
@@ -58,7 +59,7 @@ pub struct UserSimulator {
     pub temperature: f64,
     /// Nucleus sampling of the user model; the endpoint's default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0.01, max = 1.0))]
+    #[schemars(range(min = 0.0, max = 1.0), extend("exclusiveMinimum" = true))]
     pub top_p: Option<f64>,
     /// Most tokens in one user turn; the endpoint's default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]

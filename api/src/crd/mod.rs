@@ -65,7 +65,7 @@ use crate::user_sim::UserSimulator;
     ).message(
         "spec.userSimulator is required when phases rft, grpo or eval are enabled: they run episodes against a \
          simulated user"
-    ),
+    ).field_path(".userSimulator"),
 )]
 pub struct Tau2PipelineSpec {
     /// The base model every phase starts from (through the previous phase's checkpoint).
@@ -114,6 +114,7 @@ fn default_seed() -> i64 {
     {
         "rule": "self.uri.matches('^(hf://[A-Za-z0-9][-A-Za-z0-9_.]*/[A-Za-z0-9][-A-Za-z0-9_.]*(@[-A-Za-z0-9_./]+)?|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.+|file:///.+|builtin://tiny)$')",
         "message": "model.uri must be hf://<org>/<repo>[@<revision>], pvc://<claim>/<path>, file:///<path> or builtin://tiny",
+        "fieldPath": ".uri",
     },
 ]))]
 pub struct ModelSpec {
@@ -138,16 +139,19 @@ pub struct ModelSpec {
     {
         "rule": "self.dataUri.matches('^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.+|file:///.+)$')",
         "message": "tau2.dataUri must be pvc://<claim>/<path> or file:///<path>",
+        "fieldPath": ".dataUri",
     },
     {
         "rule": "(self.trainSplit in ['small', 'full']) ? self.domains.all(d, d == 'telecom') : (self.trainSplit == 'base' || !('mock' in self.domains))",
         "message": "tau2.trainSplit must be a split every selected domain has: mock has only 'base', and 'small' and 'full' \
          exist only for telecom",
+        "fieldPath": ".trainSplit",
     },
     {
         "rule": "(self.evalSplit in ['small', 'full']) ? self.domains.all(d, d == 'telecom') : (self.evalSplit == 'base' || !('mock' in self.domains))",
         "message": "tau2.evalSplit must be a split every selected domain has: mock has only 'base', and 'small' and 'full' \
          exist only for telecom",
+        "fieldPath": ".evalSplit",
     },
 ]))]
 pub struct Tau2Spec {
@@ -336,14 +340,17 @@ impl<P: Default> Default for Phase<P> {
     {
         "rule": "self.eval.k <= self.eval.samplesPerTask",
         "message": "phases.eval.k must not exceed phases.eval.samplesPerTask: pass@k needs k samples per task",
+        "fieldPath": ".eval.k",
     },
     {
         "rule": "self.grpo.samplesPerTask >= 2",
         "message": "phases.grpo.samplesPerTask must be at least 2: GRPO normalises rewards within each task's group",
+        "fieldPath": ".grpo.samplesPerTask",
     },
     {
         "rule": "self.sft.dataset.matches('^(hf://datasets/[^/]+/[^/]+/.+|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.+|file:///.+|builtin://gold)$')",
         "message": "phases.sft.dataset must be hf://datasets/<org>/<name>/<file>, pvc://<claim>/<path>, file:///<path> or builtin://gold",
+        "fieldPath": ".sft.dataset",
     },
     {
         "rule": "self.grpo.rewardShaping.weights.action + self.grpo.rewardShaping.weights.communicate + \
@@ -351,6 +358,7 @@ impl<P: Default> Default for Phase<P> {
          self.grpo.rewardShaping.telecomWeights.action + self.grpo.rewardShaping.telecomWeights.communicate + \
          self.grpo.rewardShaping.telecomWeights.envAssertion + self.grpo.rewardShaping.telecomWeights.db > 0.0",
         "message": "phases.grpo.rewardShaping weights must not all be 0 (set alpha to 0 to turn shaping off)",
+        "fieldPath": ".grpo.rewardShaping",
     },
 ]))]
 pub struct Phases {

@@ -81,6 +81,12 @@ pub struct Tau2PipelineStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checkpoints: Vec<CheckpointRecord>,
     /// Evaluation results, once the eval phase has finished.
+    ///
+    /// Definitions, for `n` samples of a task of which `c` succeeded (success is a task reward of 1):
+    /// pass@1 is the success of the first sample (the model card's pass@1); pass@1 (unbiased) is `c/n`;
+    /// pass@k is 1 if any of the first k samples succeeded (the model card's pass@4); pass@k (unbiased) is
+    /// `1 - C(n-c, k) / C(n, k)`; pass^k is `C(c, k) / C(n, k)`, the chance that k samples all succeed
+    /// (tau2-bench's leaderboard metric). Each is averaged over tasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub results: Option<EvalResults>,
 }
@@ -180,13 +186,7 @@ pub struct CheckpointRecord {
     pub r#final: bool,
 }
 
-/// Evaluation results.
-///
-/// Definitions, for `n` samples of a task of which `c` succeeded (success is a task reward of 1):
-/// pass@1 is the success of the first sample (the model card's pass@1); pass@1 (unbiased) is `c/n`;
-/// pass@k is 1 if any of the first k samples succeeded (the model card's pass@4); pass@k (unbiased) is
-/// `1 - C(n-c, k) / C(n, k)`; pass^k is `C(c, k) / C(n, k)`, the chance that k samples all succeed
-/// (tau2-bench's leaderboard metric). Each is averaged over tasks.
+/// Evaluation results; see [`Tau2PipelineStatus::results`] for the definitions.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct EvalResults {
