@@ -457,3 +457,23 @@ async fn kubectl_explain_shows_the_field_docs() -> TestResult {
     assert!(out.contains("hf://<org>/<repo>[@<revision>]"), "{out}");
     Ok(())
 }
+
+#[tokio::test]
+#[ignore = "needs a control plane: run tests/run.sh"]
+async fn the_example_pipelines_are_accepted() -> TestResult {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = namespace(&client, "examples").await;
+    for file in ["pipeline.yaml", "tiny-pipeline.yaml"] {
+        let path = repo_root().join("manifests/examples").join(file);
+        let body: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(&path)?)?;
+        let created = create_raw(&client, &ns, &body)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        // What the file leaves out the server fills in, exactly as the Rust defaults do.
+        let local: Tau2Pipeline = serde_json::from_value(body)?;
+        assert_eq!(created.spec, local.spec, "{file}");
+    }
+    delete_namespace(&client, &ns).await;
+    Ok(())
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs everything the tests need on a fresh machine, and nothing twice:
+# system tools, the Rust components, and the test control plane (built from
+# Go modules into ~/.cache/tau2-operator). Called by tests/run.sh and .ci/run.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+log() { echo "setup.sh: $*" >&2; }
+
+# System tools the scripts use.
+missing=()
+for tool in openssl:openssl curl:curl python3:python3 setsid:util-linux tac:coreutils; do
+  command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
+done
+if ((${#missing[@]})); then
+  log "installing ${missing[*]}"
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+for tool in go cargo; do
+  command -v "$tool" >/dev/null || { log "$tool is required (the machine's Go and Rust toolchains)"; exit 1; }
+done
+if command -v rustup >/dev/null; then
+  for component in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
+  done
+fi
+
+# The test control plane: etcd, kube-apiserver, controller-manager, scheduler, kubectl, kwok, helm.
+bin=$(tests/control-plane/build.sh)
+log "control plane binaries in $bin"
