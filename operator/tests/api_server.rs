@@ -68,9 +68,7 @@ async fn crd_installs_with_names_and_subresources() -> TestResult {
 #[tokio::test]
 #[ignore = "needs a control plane: run tests/run.sh"]
 async fn a_minimal_pipeline_gets_the_recipe_defaults() -> TestResult {
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, "defaults").await;
+    let (client, ns) = with_crd("defaults").await;
     let minimal = minimal_pipeline("recipe");
     let created = create_raw(&client, &ns, &minimal).await?;
 
@@ -112,9 +110,7 @@ async fn a_minimal_pipeline_gets_the_recipe_defaults() -> TestResult {
 #[tokio::test]
 #[ignore = "needs a control plane: run tests/run.sh"]
 async fn invalid_pipelines_are_rejected_with_a_message_that_says_what_to_fix() -> TestResult {
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, "invalid").await;
+    let (client, ns) = with_crd("invalid").await;
     let cases: Vec<(&str, serde_json::Value, &str)> = vec![
         (
             "no phase enabled",
@@ -242,9 +238,7 @@ async fn invalid_pipelines_are_rejected_with_a_message_that_says_what_to_fix() -
 #[tokio::test]
 #[ignore = "needs a control plane: run tests/run.sh"]
 async fn training_inputs_freeze_once_the_pipeline_has_started() -> TestResult {
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, "immutable").await;
+    let (client, ns) = with_crd("immutable").await;
     create_raw(&client, &ns, &minimal_pipeline("p")).await?;
     let api: Api<Tau2Pipeline> = Api::namespaced(client.clone(), &ns);
     let merge_patch = |v: serde_json::Value| Patch::Merge(v);
@@ -304,9 +298,7 @@ async fn training_inputs_freeze_once_the_pipeline_has_started() -> TestResult {
 #[tokio::test]
 #[ignore = "needs a control plane: run tests/run.sh"]
 async fn status_subresource_takes_server_side_apply() -> TestResult {
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, "status").await;
+    let (client, ns) = with_crd("status").await;
     let created = create_raw(&client, &ns, &minimal_pipeline("p")).await?;
     let api: Api<Tau2Pipeline> = Api::namespaced(client.clone(), &ns);
     let now = Time(k8s_openapi::jiff::Timestamp::now());
@@ -372,29 +364,68 @@ async fn status_subresource_takes_server_side_apply() -> TestResult {
         p.metadata.generation, created.metadata.generation,
         "status writes do not bump the generation"
     );
+
+    // `kubectl wait` reads the conditions and the phase as users will.
+    api.patch_status(
+        "p",
+        &params,
+        &apply(Tau2PipelineStatus {
+            phase: PipelinePhase::Succeeded,
+            conditions: vec![
+                condition("Running", "False"),
+                condition("Succeeded", "True"),
+            ],
+            ..Default::default()
+        }),
+    )
+    .await?;
+    let target = "t2p/p";
+    kubectl(&[
+        "wait",
+        "-n",
+        &ns,
+        "--for=condition=Succeeded",
+        target,
+        "--timeout=20s",
+    ]);
+    kubectl(&[
+        "wait",
+        "-n",
+        &ns,
+        "--for=jsonpath={.status.phase}=Succeeded",
+        target,
+        "--timeout=20s",
+    ]);
     delete_namespace(&client, &ns).await;
     Ok(())
 }
 
+/// Runs kubectl. A CRD is served a moment after it is established, and
+/// kubectl's discovery may not list it yet: that one error is retried briefly.
 fn kubectl(args: &[&str]) -> String {
-    let out = Command::new("kubectl")
-        .args(args)
-        .output()
-        .expect("kubectl is on PATH (tests/run.sh puts it there)");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = Command::new("kubectl")
+            .args(args)
+            .output()
+            .expect("kubectl is on PATH (tests/run.sh puts it there)");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        let not_discovered = stderr.contains("doesn't have a resource type");
+        assert!(
+            not_discovered && std::time::Instant::now() < deadline,
+            "kubectl {args:?}: {stderr}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }
 
 #[tokio::test]
 #[ignore = "needs a control plane: run tests/run.sh"]
 async fn kubectl_get_shows_the_printer_columns() -> TestResult {
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, "columns").await;
+    let (client, ns) = with_crd("columns").await;
     create_raw(&client, &ns, &minimal_pipeline("p")).await?;
     let api: Api<Tau2Pipeline> = Api::namespaced(client.clone(), &ns);
     api.patch_status(
@@ -461,9 +492,7 @@ async fn kubectl_explain_shows_the_field_docs() -> TestResult {
 #[tokio::test]
 #[ignore = "needs a control plane: run tests/run.sh"]
 async fn the_example_pipelines_are_accepted() -> TestResult {
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, "examples").await;
+    let (client, ns) = with_crd("examples").await;
     for file in ["pipeline.yaml", "tiny-pipeline.yaml"] {
         let path = repo_root().join("manifests/examples").join(file);
         let body: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(&path)?)?;

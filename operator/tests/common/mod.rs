@@ -46,6 +46,14 @@ pub async fn install_crd(client: &Client) -> CustomResourceDefinition {
     api.get(name).await.expect("the CRD can be read back")
 }
 
+/// A client, the CRD installed, and a fresh namespace for one test.
+pub async fn with_crd(prefix: &str) -> (Client, String) {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = namespace(&client, prefix).await;
+    (client, ns)
+}
+
 /// A fresh namespace for one test, so tests can run in parallel.
 pub async fn namespace(client: &Client, prefix: &str) -> String {
     let name = format!("{prefix}-{}-{}", std::process::id(), next_id());
