@@ -1,0 +1,11 @@
+//! The retail domain (not implemented yet).
+
+use crate::data::{DataDir, DataError};
+use crate::env::DomainState;
+
+pub(super) fn load(data: &DataDir) -> Result<(String, Box<dyn DomainState>), DataError> {
+    Err(DataError::Invalid {
+        path: data.domain_dir(tau2_api::bench::Domain::Retail)?,
+        message: "the retail domain is not implemented yet".into(),
+    })
+}

@@ -1,0 +1,11 @@
+//! A native tau2-bench: the domains, the orchestrator, the evaluator and the
+//! user simulator, giving the same tool outputs and rewards as the official
+//! Python implementation (sierra-research/tau2-bench at the recipe's commit).
+
+pub mod data;
+pub mod domains;
+pub mod env;
+pub mod message;
+pub mod py;
+pub mod task;
+pub mod tool;
