@@ -259,14 +259,24 @@ impl Environment {
         Ok(pass)
     }
 
-    /// `Environment.set_state`: initialisation data, initialisation actions,
-    /// then the task's message history replayed (each result must match).
+    /// `Environment.set_state` with the task's initial state: initialisation
+    /// data, initialisation actions, then its message history replayed.
     pub fn set_state(&mut self, initial: Option<&InitialState>) -> PyResult<()> {
-        let Some(initial) = initial else {
-            self.state.sync();
-            return Ok(());
-        };
-        if let Some(data) = &initial.initialization_data {
+        let history = initial
+            .and_then(|s| s.message_history.as_deref())
+            .unwrap_or_default();
+        self.set_state_with_history(initial, history)
+    }
+
+    /// `Environment.set_state` with the initial state's data and actions but
+    /// another message history (the evaluator replays whole trajectories).
+    /// Each replayed tool result must equal the recorded one.
+    pub fn set_state_with_history(
+        &mut self,
+        initial: Option<&InitialState>,
+        history: &[Message],
+    ) -> PyResult<()> {
+        if let Some(data) = initial.and_then(|s| s.initialization_data.as_ref()) {
             if let Some(agent) = &data.agent_data {
                 self.state.update_db(Requestor::Assistant, agent)?;
             }
@@ -274,12 +284,14 @@ impl Environment {
                 self.state.update_db(Requestor::User, user)?;
             }
         }
-        for action in initial.initialization_actions.iter().flatten() {
+        for action in initial
+            .and_then(|s| s.initialization_actions.as_ref())
+            .into_iter()
+            .flatten()
+        {
             self.run_env_function_call(action)?;
         }
-        if let Some(history) = &initial.message_history {
-            self.replay_history(history)?;
-        }
+        self.replay_history(history)?;
         self.state.sync();
         Ok(())
     }

@@ -2,10 +2,14 @@
 //! user simulator, giving the same tool outputs and rewards as the official
 //! Python implementation (sierra-research/tau2-bench at the recipe's commit).
 
+pub mod chat;
 pub mod data;
 pub mod domains;
 pub mod env;
+pub mod evaluator;
 pub mod message;
+pub mod orchestrator;
+pub mod participants;
 pub mod py;
 pub mod task;
 pub mod tool;
