@@ -49,6 +49,8 @@ impl fmt::Display for PyErr {
     }
 }
 
+impl std::error::Error for PyErr {}
+
 impl From<String> for PyErr {
     /// Argument-binding errors are `TypeError`s.
     fn from(message: String) -> Self {

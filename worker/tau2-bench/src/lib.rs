@@ -7,6 +7,7 @@ pub mod data;
 pub mod domains;
 pub mod env;
 pub mod evaluator;
+pub mod gold;
 pub mod http;
 pub mod message;
 pub mod orchestrator;

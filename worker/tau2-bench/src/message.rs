@@ -108,6 +108,15 @@ impl Message {
         }
     }
 
+    pub fn set_timestamp(&mut self, ts: &str) {
+        let ts = Some(ts.to_string());
+        match self {
+            Message::System(m) => m.timestamp = ts,
+            Message::Assistant(m) | Message::User(m) => m.timestamp = ts,
+            Message::Tool(m) => m.timestamp = ts,
+        }
+    }
+
     pub fn set_turn_idx(&mut self, idx: i64) {
         match self {
             Message::System(m) => m.turn_idx = Some(idx),
