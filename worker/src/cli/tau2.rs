@@ -48,7 +48,7 @@ pub enum Tau2Command {
         output: Option<PathBuf>,
     },
     /// Run episodes of an agent endpoint against a user simulator.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 #[derive(clap::Args)]
@@ -161,7 +161,7 @@ pub fn run(cmd: Tau2Command) -> anyhow::Result<()> {
             .enable_all()
             .build()
             .context("starting the async runtime")?
-            .block_on(run_episodes(args)),
+            .block_on(run_episodes(*args)),
     }
 }
 
@@ -169,7 +169,7 @@ fn load(data: &DataArgs, domain: Domain) -> anyhow::Result<LoadedDomain> {
     LoadedDomain::load(&data.dir(), domain).with_context(|| format!("loading the {domain} domain"))
 }
 
-fn select<'a>(loaded: &'a LoadedDomain, split: Option<Split>) -> anyhow::Result<Vec<&'a Task>> {
+fn select(loaded: &LoadedDomain, split: Option<Split>) -> anyhow::Result<Vec<&Task>> {
     match split {
         Some(split) => loaded.tasks.split(split).map_err(anyhow::Error::msg),
         None => Ok(loaded.tasks.tasks.iter().collect()),
