@@ -9,6 +9,7 @@ pub mod env;
 pub mod evaluator;
 pub mod gold;
 pub mod http;
+pub mod judge;
 pub mod message;
 pub mod orchestrator;
 pub mod participants;
