@@ -189,14 +189,15 @@ fn domains(data: &DataArgs) -> anyhow::Result<()> {
                 splits.sort();
                 let env = loaded.environment();
                 println!(
-                    "{domain:<8} {:>5} tasks  {:>2} agent tools  {:>2} user tools  splits: {}",
+                    "{:<8} {:>5} tasks  {:>2} agent tools  {:>2} user tools  splits: {}",
+                    domain.as_str(),
                     loaded.tasks.tasks.len(),
                     env.tools().len(),
                     env.user_tools().map_or(0, <[_]>::len),
                     splits.join(", ")
                 );
             }
-            Err(e) => println!("{domain:<8} unavailable: {e:#}"),
+            Err(e) => println!("{:<8} unavailable: {e:#}", domain.as_str()),
         }
     }
     Ok(())
@@ -269,7 +270,8 @@ fn replay(
         bar.finish_and_clear();
         let n = tasks.len().max(1);
         println!(
-            "{domain:<8} {} tasks: {successes} with reward 1, mean reward {:.3}, {:.1} episodes/s",
+            "{:<8} {} tasks: {successes} with reward 1, mean reward {:.3}, {:.1} episodes/s",
+            domain.as_str(),
             tasks.len(),
             total_reward / n as f64,
             tasks.len() as f64 / started.elapsed().as_secs_f64().max(1e-9)

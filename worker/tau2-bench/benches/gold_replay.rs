@@ -32,9 +32,13 @@ fn official(domain: Domain) -> Option<(usize, f64)> {
 }
 
 fn main() {
-    let root = std::env::var_os("TAU2_DATA_DIR").map_or_else(|| repo().join("../shared/tau2"), PathBuf::from);
+    let root = std::env::var_os("TAU2_DATA_DIR")
+        .map_or_else(|| repo().join("../shared/tau2"), PathBuf::from);
     let data = DataDir::new(root, DataVersion::Recipe337326e);
-    println!("{:<8} {:>6} {:>14} {:>14} {:>8}", "domain", "tasks", "ours ep/s", "official ep/s", "ratio");
+    println!(
+        "{:<8} {:>6} {:>14} {:>14} {:>8}",
+        "domain", "tasks", "ours ep/s", "official ep/s", "ratio"
+    );
     let (mut ours_total, mut theirs_total) = ((0usize, 0.0f64), (0usize, 0.0f64));
     for domain in Domain::ALL {
         let loaded = match LoadedDomain::load(&data, domain) {
@@ -59,13 +63,27 @@ fn main() {
             Some((m, their_secs)) => {
                 theirs_total = (theirs_total.0 + m, theirs_total.1 + their_secs);
                 let theirs = m as f64 / their_secs;
-                println!("{domain:<8} {n:>6} {ours:>14.1} {theirs:>14.1} {:>7.1}x   ({rewarded} rewarded)", ours / theirs);
+                println!(
+                    "{domain:<8} {n:>6} {ours:>14.1} {theirs:>14.1} {:>7.1}x   ({rewarded} rewarded)",
+                    ours / theirs
+                );
             }
-            None => println!("{domain:<8} {n:>6} {ours:>14.1} {:>14} {:>8}   ({rewarded} rewarded; set TAU2_REFERENCE_PYTHON for the official side)", "-", "-"),
+            None => println!(
+                "{domain:<8} {n:>6} {ours:>14.1} {:>14} {:>8}   ({rewarded} rewarded; set TAU2_REFERENCE_PYTHON for the official side)",
+                "-", "-"
+            ),
         }
     }
     if theirs_total.0 > 0 {
-        let (ours, theirs) = (ours_total.0 as f64 / ours_total.1, theirs_total.0 as f64 / theirs_total.1);
-        println!("{:<8} {:>6} {ours:>14.1} {theirs:>14.1} {:>7.1}x", "all", ours_total.0, ours / theirs);
+        let (ours, theirs) = (
+            ours_total.0 as f64 / ours_total.1,
+            theirs_total.0 as f64 / theirs_total.1,
+        );
+        println!(
+            "{:<8} {:>6} {ours:>14.1} {theirs:>14.1} {:>7.1}x",
+            "all",
+            ours_total.0,
+            ours / theirs
+        );
     }
 }
