@@ -10,7 +10,12 @@ use crate::py::{self, Num};
 
 /// A bound argument (`None` when an optional one was not passed).
 pub fn arg<'a>(args: &'a Map<String, Value>, name: &str) -> &'a Value {
-    args.get(name).unwrap_or(&Value::Null)
+    field(args, name)
+}
+
+/// A model's field (`None` if absent; indexing a `Map` would panic).
+pub fn field<'a>(model: &'a Map<String, Value>, name: &str) -> &'a Value {
+    model.get(name).unwrap_or(&Value::Null)
 }
 
 /// `bool(x)`.

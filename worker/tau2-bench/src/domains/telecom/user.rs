@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde_json::{Map, Value, json};
 
 use super::apn;
-use super::py_ops::{compare, model, model_mut, no_attr, round2, str_for, truthy};
+use super::py_ops::{compare, field, model, model_mut, no_attr, round2, str_for, truthy};
 use crate::env::{PyErr, PyResult};
 use crate::py;
 use crate::tool::ToolResult;
@@ -81,19 +81,20 @@ impl UserTools {
     }
 
     /// `device.active_apn_settings.<attr>` (read).
-    fn apn(&self, attr: &str) -> PyResult<&Map<String, Value>> {
-        model(self.dev("active_apn_settings"), attr)
+    fn apn(&self, attr: &str) -> PyResult<&Value> {
+        Ok(field(model(self.dev("active_apn_settings"), attr)?, attr))
     }
 
-    /// `device.active_apn_settings.<attr> = value`.
-    fn set_apn(&mut self, attr: &str, value: Value) -> PyResult<()> {
-        let settings = self
-            .db
-            .get_mut("device")
-            .and_then(|d| d.get_mut("active_apn_settings"));
-        match settings {
-            Some(s) => {
-                model_mut(s, attr)?.insert(attr.into(), value);
+    fn dev_mut(&mut self, field: &str) -> Option<&mut Value> {
+        self.db.get_mut("device")?.get_mut(field)
+    }
+
+    /// `device.<model>.<attr> = value`, or `AttributeError` when a non-model
+    /// value was stored there.
+    fn set_model_attr(&mut self, model: &str, attr: &str, value: Value) -> PyResult<()> {
+        match self.dev_mut(model) {
+            Some(m) => {
+                model_mut(m, attr)?.insert(attr.into(), value);
                 Ok(())
             }
             None => Err(no_attr(&Value::Null, attr)),
@@ -104,7 +105,7 @@ impl UserTools {
         if !py::is_hashable(app_name) {
             return Err(PyErr::type_error(py::unhashable(app_name)));
         }
-        let apps = &self.dev("app_statuses");
+        let apps = self.dev("app_statuses");
         Ok(app_name
             .as_str()
             .and_then(|name| apps.get(name))
@@ -162,7 +163,7 @@ impl UserTools {
         if self.on("airplane_mode") {
             self.no_service();
         }
-        if self.apn("apn_name")?["apn_name"] == "broken" {
+        if self.apn("apn_name")? == "broken" {
             self.no_service();
         }
         if !truthy(self.around("line_active")) {
@@ -230,15 +231,11 @@ impl UserTools {
         if self.on("wifi_calling_enabled") && self.on("wifi_calling_mms_over_wifi") {
             return Ok(false);
         }
-        if self
-            .apn("mmsc_url")?
-            .get("mmsc_url")
-            .is_none_or(Value::is_null)
-        {
+        if self.apn("mmsc_url")?.is_null() {
             return Ok(false);
         }
         Ok(self.app(&json!("messaging"))?.is_some_and(|app| {
-            let p = &app["permissions"];
+            let p = field(app, "permissions");
             truthy(&p["storage"]) && truthy(&p["sms"])
         }))
     }
@@ -498,9 +495,9 @@ impl UserTools {
     // ------------------------------------------------------------ APN
 
     pub fn check_apn_settings(&self) -> PyResult<ToolResult> {
-        let settings = self.apn("model_copy")?;
-        let name = py::str(&settings["apn_name"]);
-        let mmsc = &settings["mmsc_url"];
+        let settings = model(self.dev("active_apn_settings"), "model_copy")?;
+        let name = py::str(field(settings, "apn_name"));
+        let mmsc = field(settings, "mmsc_url");
         let mmsc = if truthy(mmsc) {
             py::str(mmsc)
         } else {
@@ -519,19 +516,19 @@ impl UserTools {
             other => other.clone(),
         };
         self.set("active_apn_settings", settings);
-        let name = py::str(&self.apn("apn_name")?["apn_name"]);
+        let name = py::str(self.apn("apn_name")?);
         self.simulate_network_search()?;
         Ok(self.with_bar(&format!("APN settings set to: {name}")))
     }
 
     pub fn reset_apn_settings(&mut self) -> PyResult<ToolResult> {
-        self.set_apn("reset_at_reboot", json!(true))?;
+        self.set_model_attr("active_apn_settings", "reset_at_reboot", json!(true))?;
         self.simulate_network_search()?;
         Ok(self.with_bar("APN settings will reset at reboot."))
     }
 
     pub fn break_apn_settings(&mut self) -> PyResult<ToolResult> {
-        self.set_apn("apn_name", json!("broken"))?;
+        self.set_model_attr("active_apn_settings", "apn_name", json!("broken"))?;
         self.simulate_network_search()?;
         if self.dev("network_connection_status") != "no_service" {
             return Err(PyErr::assertion(""));
@@ -542,7 +539,7 @@ impl UserTools {
     }
 
     pub fn break_apn_mms_setting(&mut self) -> PyResult<ToolResult> {
-        self.set_apn("mmsc_url", Value::Null)?;
+        self.set_model_attr("active_apn_settings", "mmsc_url", Value::Null)?;
         if self.can_send_mms_now()? {
             return Err(PyErr::assertion(""));
         }
@@ -657,17 +654,7 @@ impl UserTools {
 
     pub fn break_vpn(&mut self) -> PyResult<ToolResult> {
         self.connect_vpn();
-        let details = self
-            .db
-            .get_mut("device")
-            .and_then(|d| d.get_mut("vpn_details"));
-        match details {
-            Some(d) => {
-                model_mut(d, "server_performance")?
-                    .insert("server_performance".into(), json!("poor"));
-            }
-            None => return Err(no_attr(&Value::Null, "server_performance")),
-        }
+        self.set_model_attr("vpn_details", "server_performance", json!("poor"))?;
         if self.vpn_is_shared {
             SHARED_VPN_POOR.store(true, Ordering::Relaxed);
         }
@@ -696,7 +683,7 @@ impl UserTools {
             )));
         };
         let mut lines = vec![format!("Status for App: {name}")];
-        let granted = granted(&app["permissions"]);
+        let granted = granted(field(app, "permissions"));
         if granted.is_empty() {
             lines.push(" - Permissions: None granted.".into());
         } else {
@@ -711,7 +698,7 @@ impl UserTools {
         let text = match self.app(app_name)? {
             None => format!("App '{name}' not found on this phone."),
             Some(app) => {
-                let granted = granted(&app["permissions"]);
+                let granted = granted(field(app, "permissions"));
                 if granted.is_empty() {
                     format!("App '{name}' currently has no permissions granted.")
                 } else {
@@ -770,9 +757,7 @@ impl UserTools {
             return Ok((false, message));
         }
         let permissions = self
-            .db
-            .get_mut("device")
-            .and_then(|d| d.get_mut("app_statuses"))
+            .dev_mut("app_statuses")
             .and_then(|apps| apps.get_mut(name.as_str()))
             .and_then(|app| app.get_mut("permissions"))
             .and_then(Value::as_object_mut);
@@ -800,7 +785,7 @@ impl UserTools {
 
     pub fn reboot_device(&mut self) -> PyResult<ToolResult> {
         let mut lines = Vec::new();
-        if truthy(&self.apn("reset_at_reboot")?["reset_at_reboot"]) {
+        if truthy(self.apn("reset_at_reboot")?) {
             lines.push("Resetting APN settings...");
             self.set("active_apn_settings", apn::default_settings());
         }
@@ -834,8 +819,8 @@ impl UserTools {
         request.insert("paid".into(), json!(true));
         ToolResult::Text(format!(
             "Payment of {} USD has been made for bill {}.",
-            py::str(&request["amount_due"]),
-            py::str(&request["bill_id"])
+            py::str(field(request, "amount_due")),
+            py::str(field(request, "bill_id"))
         ))
     }
 
