@@ -100,7 +100,23 @@ def strip_timestamps(text: str) -> str:
     )
 
 
+def _pristine_vpn_details():
+    from tau2.domains.telecom.user_tools import TelecomUserTools
+
+    return TelecomUserTools.default_vpn_details.model_copy(deep=True)
+
+
+_PRISTINE_VPN_DETAILS = _pristine_vpn_details()
+
+
 def new_env(domain: str):
+    """A fresh environment, as in a fresh process: upstream's telecom
+    `connect_vpn` shares one class-level VpnDetails object that `break_vpn`
+    mutates, which would make results depend on earlier sessions. Our Rust
+    port scopes that object to one episode; reset it here to compare."""
+    from tau2.domains.telecom.user_tools import TelecomUserTools
+
+    TelecomUserTools.default_vpn_details = _PRISTINE_VPN_DETAILS.model_copy(deep=True)
     return ENV_CONSTRUCTORS[domain]()
 
 

@@ -8,8 +8,6 @@
 //! fail on the attribute access exactly where Python does, after the state
 //! changes made before that point.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use serde_json::{Map, Value, json};
 
 use super::apn;
@@ -23,18 +21,19 @@ pub const DEFAULT_MMSC_URL: &str = "http://mms.carrier.com/mms/wapenc";
 const MODES: [&str; 4] = ["4g_5g_preferred", "4g_only", "3g_only", "2g_only"];
 const PERMISSIONS: [&str; 4] = ["sms", "storage", "phone", "network"];
 
-/// Upstream quirk: `connect_vpn` assigns one class-level `VpnDetails` object
-/// (not a copy) and `break_vpn` sets that object's performance to poor, so
-/// after the first `break_vpn` in a process every later `connect_vpn`, in any
-/// environment, reports a poor server.
-static SHARED_VPN_POOR: AtomicBool = AtomicBool::new(false);
-
 /// The user's database (`TelecomUserDB.model_dump()`).
 #[derive(Clone)]
 pub struct UserTools {
     pub db: Value,
     /// Whether `device.vpn_details` is upstream's shared default object.
     vpn_is_shared: bool,
+    /// Upstream quirk: `connect_vpn` assigns one class-level `VpnDetails`
+    /// object (not a copy) and `break_vpn` sets its performance to poor, so
+    /// every later `connect_vpn` reports a poor server. Upstream that object
+    /// lives as long as the process, which makes results depend on the
+    /// episodes run before; we keep the quirk within one episode only, as if
+    /// each episode ran in a fresh process (the parity harness resets it too).
+    shared_vpn_poor: bool,
 }
 
 impl UserTools {
@@ -42,6 +41,7 @@ impl UserTools {
         Self {
             db,
             vpn_is_shared: false,
+            shared_vpn_poor: false,
         }
     }
 
@@ -620,7 +620,7 @@ impl UserTools {
         if self.on("vpn_connected") {
             return ToolResult::Text("VPN already connected.".into());
         }
-        let performance = if SHARED_VPN_POOR.load(Ordering::Relaxed) {
+        let performance = if self.shared_vpn_poor {
             "poor"
         } else {
             "excellent"
@@ -656,7 +656,7 @@ impl UserTools {
         self.connect_vpn();
         self.set_model_attr("vpn_details", "server_performance", json!("poor"))?;
         if self.vpn_is_shared {
-            SHARED_VPN_POOR.store(true, Ordering::Relaxed);
+            self.shared_vpn_poor = true;
         }
         Ok(ToolResult::Text("VPN connection broken.".into()))
     }
