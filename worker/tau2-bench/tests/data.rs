@@ -23,6 +23,14 @@ fn copy_mock(name: &str) -> PathBuf {
     dir
 }
 
+/// The error of loading the mock domain from `dir`.
+fn load_error(dir: &Path) -> String {
+    match LoadedDomain::load(&DataDir::new(dir, DataVersion::Latest), Domain::Mock) {
+        Ok(_) => panic!("loading {} should fail", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
 #[test]
 fn the_recipe_overlay_replaces_only_the_files_that_differ() {
     let recipe = TaskSet::load(
@@ -50,10 +58,7 @@ fn a_plain_tau2_bench_layout_loads_too() {
 fn malformed_or_missing_files_are_named_in_the_error() {
     let dir = copy_mock("broken");
     std::fs::write(dir.join("mock/db.json"), "{\"tasks\": [}").expect("write");
-    let err = LoadedDomain::load(&DataDir::new(&dir, DataVersion::Latest), Domain::Mock)
-        .err()
-        .expect("fails");
-    let msg = err.to_string();
+    let msg = load_error(&dir);
     assert!(
         msg.contains("mock/db.json") && msg.contains("invalid JSON"),
         "{msg}"
@@ -64,10 +69,7 @@ fn malformed_or_missing_files_are_named_in_the_error() {
         "{\"tasks\": {}, \"users\": {\"u\": {\"name\": 1}}}",
     )
     .expect("write");
-    let msg = LoadedDomain::load(&DataDir::new(&dir, DataVersion::Latest), Domain::Mock)
-        .err()
-        .expect("fails")
-        .to_string();
+    let msg = load_error(&dir);
     assert!(
         msg.contains("mock/db.json") && msg.contains("invalid database"),
         "{msg}"
@@ -79,10 +81,7 @@ fn malformed_or_missing_files_are_named_in_the_error() {
         std::fs::read(shared().join("data/mock/db.json")).expect("read"),
     )
     .expect("write");
-    let msg = LoadedDomain::load(&DataDir::new(&dir, DataVersion::Latest), Domain::Mock)
-        .err()
-        .expect("fails")
-        .to_string();
+    let msg = load_error(&dir);
     assert!(
         msg.contains("mock/policy.md") && msg.contains("cannot read"),
         "{msg}"
@@ -106,10 +105,7 @@ fn a_split_naming_an_unknown_task_is_an_error() {
         r#"{"base": ["create_task_1", "ghost"]}"#,
     )
     .expect("write");
-    let msg = TaskSet::load(&DataDir::new(&dir, DataVersion::Latest), Domain::Mock)
-        .err()
-        .expect("fails")
-        .to_string();
+    let msg = TaskSet::load(&DataDir::new(&dir, DataVersion::Latest), Domain::Mock).expect_err("fails").to_string();
     assert!(
         msg.contains("split_tasks.json") && msg.contains("\"ghost\""),
         "{msg}"
