@@ -105,7 +105,9 @@ fn a_split_naming_an_unknown_task_is_an_error() {
         r#"{"base": ["create_task_1", "ghost"]}"#,
     )
     .expect("write");
-    let msg = TaskSet::load(&DataDir::new(&dir, DataVersion::Latest), Domain::Mock).expect_err("fails").to_string();
+    let msg = TaskSet::load(&DataDir::new(&dir, DataVersion::Latest), Domain::Mock)
+        .expect_err("fails")
+        .to_string();
     assert!(
         msg.contains("split_tasks.json") && msg.contains("\"ghost\""),
         "{msg}"
