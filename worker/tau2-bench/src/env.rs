@@ -1,6 +1,7 @@
 //! The environment an episode runs in: one domain's databases and tools,
 //! with the official tool-call semantics (`Environment.get_response`).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde_json::{Map, Value};
@@ -81,7 +82,17 @@ pub trait DomainState: Send + Sync {
     /// Copies facts between the agent's and the user's databases after each step.
     fn sync(&mut self) {}
     /// A side's database as `model_dump()` gives it.
-    fn db(&self, side: Requestor) -> Option<&Value>;
+    fn db(&self, side: Requestor) -> Option<Cow<'_, Value>>;
+    /// Whether `other` (a state of the same domain) holds equal databases on
+    /// both sides. Domains whose tables share records override it to skip
+    /// what the two share.
+    fn same_db(&self, other: &dyn DomainState) -> bool {
+        [Requestor::Assistant, Requestor::User]
+            .into_iter()
+            .all(|side| self.db(side) == other.db(side))
+    }
+    /// For `same_db` overrides: the concrete state behind `other`.
+    fn as_any(&self) -> &dyn std::any::Any;
     /// Deep-merges `data` into a side's database and validates it (`update_db`).
     fn update_db(&mut self, side: Requestor, data: &Map<String, Value>) -> PyResult<()>;
     fn clone_state(&self) -> Box<dyn DomainState>;
@@ -134,20 +145,26 @@ impl Environment {
         self.state.user_tools()
     }
 
-    pub fn db(&self) -> Option<&Value> {
+    pub fn db(&self) -> Option<Cow<'_, Value>> {
         self.state.db(Requestor::Assistant)
     }
 
-    pub fn user_db(&self) -> Option<&Value> {
+    pub fn user_db(&self) -> Option<Cow<'_, Value>> {
         self.state.db(Requestor::User)
     }
 
     pub fn db_hash(&self) -> Option<String> {
-        self.db().map(db_hash)
+        self.db().map(|db| db_hash(&db))
     }
 
     pub fn user_db_hash(&self) -> Option<String> {
-        self.user_db().map(db_hash)
+        self.user_db().map(|db| db_hash(&db))
+    }
+
+    /// Whether both environments hold equal databases (what the evaluator's
+    /// DB check compares).
+    pub fn same_db(&self, other: &Environment) -> bool {
+        self.state.same_db(other.state.as_ref())
     }
 
     pub fn sync_tools(&mut self) {

@@ -255,7 +255,7 @@ fn env_reward(
     // Upstream compares SHA-256 hashes of the sorted JSON dumps. Comparing the
     // values is equivalent (same keys, same number types and values, key
     // order ignored) and avoids serialising megabytes per check.
-    let db_match = gold.db() == predicted.db() && gold.user_db() == predicted.user_db();
+    let db_match = gold.same_db(&predicted);
     let db_reward = if db_match { 1.0 } else { 0.0 };
     let mut assertion_reward = 1.0;
     let mut checks = Vec::new();

@@ -4,6 +4,7 @@
 
 pub mod chat;
 pub mod data;
+pub mod db;
 pub mod domains;
 pub mod env;
 pub mod evaluator;

@@ -109,7 +109,9 @@ fn fresh_databases_and_hashes_equal_the_official_ones() {
             "{domain} user DB hash"
         );
         assert_eq!(
-            env.db().cloned().unwrap_or(Value::Null),
+            env.db()
+                .map(std::borrow::Cow::into_owned)
+                .unwrap_or(Value::Null),
             official["agent"],
             "{domain} agent DB"
         );
@@ -297,7 +299,7 @@ fn generated_tool_calls_give_byte_identical_results_and_state() {
         let env = loaded.environment();
         let (mut strings, mut numbers) = (Vec::new(), Vec::new());
         for db in [env.db(), env.user_db()].into_iter().flatten() {
-            harvest(db, &mut strings, &mut numbers);
+            harvest(&db, &mut strings, &mut numbers);
         }
         strings.sort();
         strings.dedup();

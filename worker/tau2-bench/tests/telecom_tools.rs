@@ -92,12 +92,12 @@ fn function(env: &mut Environment, side: Requestor, name: &str, args: Value) -> 
     .expect("function runs")
 }
 
-fn agent_db(env: &Environment) -> &Value {
-    env.db().expect("agent db")
+fn agent_db(env: &Environment) -> Value {
+    env.db().expect("agent db").into_owned()
 }
 
-fn user_db(env: &Environment) -> &Value {
-    env.user_db().expect("user db")
+fn user_db(env: &Environment) -> Value {
+    env.user_db().expect("user db").into_owned()
 }
 
 fn line(env: &Environment, id: &str) -> Value {
@@ -135,7 +135,8 @@ fn loads_databases_tools_and_policy_as_upstream() {
         "2025-01-15 10:30:00"
     );
     assert_eq!(line(&env, "L1001")["contract_end_date"], "2026-12-31");
-    let apps: Vec<&String> = user_db(&env)["device"]["app_statuses"]
+    let db = user_db(&env);
+    let apps: Vec<&String> = db["device"]["app_statuses"]
         .as_object()
         .map(|a| a.keys().collect())
         .unwrap_or_default();

@@ -1,6 +1,8 @@
 //! The mock domain: users and their tasks; small enough to test the
 //! orchestrator and evaluator end to end.
 
+use std::borrow::Cow;
+
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -220,8 +222,12 @@ impl DomainState for Mock {
         }
     }
 
-    fn db(&self, side: Requestor) -> Option<&Value> {
-        (side == Requestor::Assistant).then_some(&self.db)
+    fn db(&self, side: Requestor) -> Option<Cow<'_, Value>> {
+        (side == Requestor::Assistant).then_some(Cow::Borrowed(&self.db))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 
     fn update_db(&mut self, side: Requestor, data: &Map<String, Value>) -> PyResult<()> {

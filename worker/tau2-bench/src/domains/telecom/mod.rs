@@ -9,6 +9,8 @@ mod py_ops;
 mod specs;
 mod user;
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value, json};
 use tau2_api::bench::Domain;
 
@@ -340,11 +342,15 @@ impl DomainState for Telecom {
         let _ = self.try_sync();
     }
 
-    fn db(&self, side: Requestor) -> Option<&Value> {
-        Some(match side {
+    fn db(&self, side: Requestor) -> Option<Cow<'_, Value>> {
+        Some(Cow::Borrowed(match side {
             Requestor::Assistant => &self.agent.db,
             Requestor::User => &self.user.db,
-        })
+        }))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 
     fn update_db(&mut self, side: Requestor, data: &Map<String, Value>) -> PyResult<()> {
