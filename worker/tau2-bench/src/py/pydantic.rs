@@ -147,10 +147,6 @@ impl Validator {
         self.fail(loc, "Input should be a valid list", "list_type", v);
     }
 
-    pub fn has_errors(&self) -> bool {
-        !self.errors.is_empty()
-    }
-
     pub fn fail(&mut self, loc: &str, msg: &str, kind: &'static str, input: &Value) {
         self.errors.push(FieldError {
             loc: loc.into(),
@@ -197,7 +193,7 @@ pub fn lax_int(v: &Value) -> Result<Value, Rejection> {
 }
 
 /// A float becomes an int only without a fractional part and within i64.
-pub fn float_to_int(f: f64) -> Result<Value, Rejection> {
+fn float_to_int(f: f64) -> Result<Value, Rejection> {
     if !f.is_finite() {
         return Err(("Input should be a finite number", "finite_number"));
     }
@@ -304,6 +300,39 @@ fn python_digits(s: &str) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn lax_numbers_coerce_like_pydantic() {
+        assert_eq!(lax_int(&json!(" 1_000 ")), Ok(json!(1000)));
+        assert_eq!(lax_int(&json!("5.00")), Ok(json!(5)));
+        assert_eq!(lax_int(&json!(true)), Ok(json!(1)));
+        assert_eq!(lax_int(&json!(4.0)), Ok(json!(4)));
+        assert_eq!(lax_int(&json!("5.")).map_err(|e| e.1), Err("int_parsing"));
+        assert_eq!(lax_int(&json!(5.5)).map_err(|e| e.1), Err("int_from_float"));
+        assert_eq!(
+            lax_int(&json!(1e20)).map_err(|e| e.1),
+            Err("int_parsing_size")
+        );
+        assert_eq!(lax_int(&json!(null)).map_err(|e| e.1), Err("int_type"));
+        assert_eq!(lax_float(&json!(" .5 ")), Ok(0.5));
+        assert_eq!(lax_float(&json!("1e3")), Ok(1000.0));
+        assert_eq!(lax_float(&json!(false)), Ok(0.0));
+        assert_eq!(
+            lax_float(&json!("1__0")).map_err(|e| e.1),
+            Err("float_parsing")
+        );
+        assert_eq!(lax_float(&json!([])).map_err(|e| e.1), Err("float_type"));
+        let mut v = Validator::new();
+        assert_eq!(v.int("amount", &json!("7")), Some(json!(7)));
+        v.missing("dob", &json!({"first_name": "A"}));
+        v.model_type("passengers.1", &json!("x"), "Passenger");
+        v.list_type("flights", &json!(3));
+        let err = v.finish("Reservation").expect_err("three errors");
+        assert_eq!(
+            err.to_string(),
+            "3 validation errors for Reservation\ndob\n  Field required [type=missing, input_value={'first_name': 'A'}, input_type=dict]\n    For further information visit https://errors.pydantic.dev/2.14/v/missing\npassengers.1\n  Input should be a valid dictionary or instance of Passenger [type=model_type, input_value='x', input_type=str]\n    For further information visit https://errors.pydantic.dev/2.14/v/model_type\nflights\n  Input should be a valid list [type=list_type, input_value=3, input_type=int]\n    For further information visit https://errors.pydantic.dev/2.14/v/list_type"
+        );
+    }
 
     #[test]
     fn messages_match_pydantic() {

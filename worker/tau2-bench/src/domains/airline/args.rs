@@ -206,9 +206,18 @@ pub(super) fn new_reservation(b: &Booking) -> PyResult<Value> {
     let mut check = Validator::new();
     check.str("origin", arg("origin"));
     check.str("destination", arg("destination"));
-    check.literal("flight_type", arg("flight_type"), &["round_trip", "one_way"]);
+    check.literal(
+        "flight_type",
+        arg("flight_type"),
+        &["round_trip", "one_way"],
+    );
     check.literal("cabin", arg("cabin"), CABINS);
-    let passengers = check_list(&mut check, "passengers", b.passengers, &super::args::PASSENGER);
+    let passengers = check_list(
+        &mut check,
+        "passengers",
+        b.passengers,
+        &super::args::PASSENGER,
+    );
     let payments = check_list(&mut check, "payment_history", b.payments, &PAYMENT);
     let total_baggages = check.int("total_baggages", arg("total_baggages"));
     let nonfree_baggages = check.int("nonfree_baggages", arg("nonfree_baggages"));

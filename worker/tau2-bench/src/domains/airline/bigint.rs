@@ -124,7 +124,9 @@ impl BigInt {
                 Self::with_sign(self.mag.clone(), self.negative && odd)
             });
         }
-        let e = exp.to_u64().filter(|e| e.saturating_mul(base_bits) <= MAX_BITS);
+        let e = exp
+            .to_u64()
+            .filter(|e| e.saturating_mul(base_bits) <= MAX_BITS);
         let mut e = e.ok_or(TooLarge)?;
         let mut result = Self::from_u64(1);
         let mut square = self.clone();
@@ -220,8 +222,9 @@ fn trim(mag: &mut Vec<u32>) {
 }
 
 fn bit_len(mag: &[u32]) -> u64 {
-    mag.last()
-        .map_or(0, |top| mag.len() as u64 * 32 - u64::from(top.leading_zeros()))
+    mag.last().map_or(0, |top| {
+        mag.len() as u64 * 32 - u64::from(top.leading_zeros())
+    })
 }
 
 fn bit(mag: &[u32], i: u64) -> bool {
@@ -461,11 +464,20 @@ mod tests {
     fn arithmetic_is_exact() {
         let a = big("123456789012345678901234567890");
         let b = big("987654321098765432109876543210");
-        assert_eq!(a.mul(&b).to_string(), "121932631137021795226185032733622923332237463801111263526900");
+        assert_eq!(
+            a.mul(&b).to_string(),
+            "121932631137021795226185032733622923332237463801111263526900"
+        );
         assert_eq!(a.sub(&b).to_string(), "-864197532086419753208641975320");
         assert_eq!(b.div_floor(&a).map(|q| q.to_string()), Some("8".into()));
-        assert_eq!(big("-7").div_floor(&big("2")).map(|q| q.to_string()), Some("-4".into()));
-        assert_eq!(big("2").pow(&big("100")).map(|p| p.to_string()).ok(), Some("1267650600228229401496703205376".into()));
+        assert_eq!(
+            big("-7").div_floor(&big("2")).map(|q| q.to_string()),
+            Some("-4".into())
+        );
+        assert_eq!(
+            big("2").pow(&big("100")).map(|p| p.to_string()).ok(),
+            Some("1267650600228229401496703205376".into())
+        );
     }
 
     #[test]
@@ -474,8 +486,14 @@ mod tests {
         assert_eq!(big("999999999999999999999").to_f64(), Some(1e21));
         let two_1024 = big("2").pow(&big("1024")).ok().unwrap_or_else(BigInt::zero);
         assert_eq!(two_1024.to_f64(), None);
-        assert_eq!(big("12345678901234567890123").true_div(&big("7")), Ok(1.763668414462081e21));
+        assert_eq!(
+            big("12345678901234567890123").true_div(&big("7")),
+            Ok(1.763668414462081e21)
+        );
         assert_eq!(big("1").true_div(&big("0")), Err(true));
-        assert_eq!(big("3").true_div(&big("2").pow(&big("1100")).ok().unwrap_or_else(BigInt::zero)), Ok(0.0));
+        assert_eq!(
+            big("3").true_div(&big("2").pow(&big("1100")).ok().unwrap_or_else(BigInt::zero)),
+            Ok(0.0)
+        );
     }
 }

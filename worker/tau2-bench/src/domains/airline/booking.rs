@@ -2,7 +2,9 @@
 
 use serde_json::{Map, Value, json};
 
-use super::args::{Booking, FLIGHT_INFO, Items, PASSENGER, PAYMENT, new_reservation, payment, py_len};
+use super::args::{
+    Booking, FLIGHT_INFO, Items, PASSENGER, PAYMENT, new_reservation, payment, py_len,
+};
 use super::num::{self, float_value};
 use super::{Airline, NOW, arg, broken, find};
 use crate::env::{PyErr, PyResult};
@@ -132,7 +134,12 @@ impl Airline {
 
     /// Every payment method must exist and cover its amount; the amounts
     /// must add up to the total.
-    fn check_booking_payments(&self, user_key: &str, payments: &[Value], total: Num) -> PyResult<()> {
+    fn check_booking_payments(
+        &self,
+        user_key: &str,
+        payments: &[Value],
+        total: Num,
+    ) -> PyResult<()> {
         let methods = self.user(user_key)?["payment_methods"]
             .as_object()
             .ok_or_else(|| broken("payment methods"))?;
@@ -169,7 +176,9 @@ impl Airline {
         for p in payments {
             let id = field_str(p, "payment_id");
             let amount = num::num(&p["amount"]).unwrap_or(Num::Int(0));
-            let method = methods.get_mut(id).ok_or_else(|| PyErr::key(&p["payment_id"]))?;
+            let method = methods
+                .get_mut(id)
+                .ok_or_else(|| PyErr::key(&p["payment_id"]))?;
             match field_str(method, "source") {
                 "gift_card" => {
                     method["amount"] = float_value(balance(method) - amount.as_f64());
@@ -185,7 +194,8 @@ impl Airline {
 
     fn take_seats(&mut self, number: &str, date: &str, cabin: &Value, count: Num) -> PyResult<()> {
         let cabin = cabin.as_str().unwrap_or_default();
-        let seats = self.table_mut("flights")?
+        let seats = self
+            .table_mut("flights")?
             .get_mut(number)
             .and_then(|f| f["dates"].get_mut(date))
             .and_then(|d| d["available_seats"].get_mut(cabin))
@@ -218,12 +228,19 @@ impl Airline {
     /// `_payment_for_update`: debits a gift card (before the `Payment` is
     /// validated, so a fractional amount fails after the debit) and returns
     /// the payment to record, if the amount is not zero.
-    fn payment_for_update(&mut self, user_key: &str, payment_id: &Value, total: Num) -> PyResult<Option<Value>> {
+    fn payment_for_update(
+        &mut self,
+        user_key: &str,
+        payment_id: &Value,
+        total: Num,
+    ) -> PyResult<Option<Value>> {
         let methods = self.payment_methods_mut(user_key)?;
         let key = find(methods, payment_id)?
             .map(|(k, _)| k.clone())
             .ok_or_else(|| PyErr::value("Payment method not found"))?;
-        let method = methods.get_mut(&key).ok_or_else(|| broken("payment method"))?;
+        let method = methods
+            .get_mut(&key)
+            .ok_or_else(|| broken("payment method"))?;
         match field_str(method, "source") {
             "certificate" => {
                 return Err(PyErr::value(
@@ -256,7 +273,10 @@ impl Airline {
 
     /// Charges `50 * max(0, new - old)` for non-free bags and stores the
     /// new counts as given.
-    pub(super) fn update_reservation_baggages(&mut self, a: &Map<String, Value>) -> PyResult<ToolResult> {
+    pub(super) fn update_reservation_baggages(
+        &mut self,
+        a: &Map<String, Value>,
+    ) -> PyResult<ToolResult> {
         let key = self.reservation_key(arg(a, "reservation_id"))?;
         let reservation = self.reservation(&key)?;
         let user_key = self.user_key(&reservation["user_id"])?;
@@ -273,7 +293,10 @@ impl Airline {
     /// Replaces the flights: a segment already booked (same number and date,
     /// cabin unchanged) keeps its price; others are checked and priced now.
     /// The difference is charged or refunded; seats are not updated.
-    pub(super) fn update_reservation_flights(&mut self, a: &Map<String, Value>) -> PyResult<ToolResult> {
+    pub(super) fn update_reservation_flights(
+        &mut self,
+        a: &Map<String, Value>,
+    ) -> PyResult<ToolResult> {
         let flights = Items::convert(arg(a, "flights"), &FLIGHT_INFO)?;
         let key = self.reservation_key(arg(a, "reservation_id"))?;
         let reservation = self.reservation(&key)?;
@@ -281,14 +304,19 @@ impl Airline {
         let cabin = arg(a, "cabin");
         let travellers = py_len(&reservation["passengers"])?;
         let count = Num::Int(travellers as i128);
-        let old_flights = reservation["flights"].as_array().cloned().unwrap_or_default();
+        let old_flights = reservation["flights"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let same_cabin = py::eq(cabin, &reservation["cabin"]);
 
         let mut total = Num::Int(0);
         let mut new_flights = Vec::new();
         for info in flights.models("flight_number")? {
             let kept = old_flights.iter().find(|f| {
-                f["flight_number"] == info["flight_number"] && f["date"] == info["date"] && same_cabin
+                f["flight_number"] == info["flight_number"]
+                    && f["date"] == info["date"]
+                    && same_cabin
             });
             let (entry, price) = match kept {
                 Some(f) => (f.clone(), price(f)),
@@ -310,7 +338,10 @@ impl Airline {
 
     /// Replaces the passengers (same count), stored as given when the
     /// argument was not a list of dicts.
-    pub(super) fn update_reservation_passengers(&mut self, a: &Map<String, Value>) -> PyResult<ToolResult> {
+    pub(super) fn update_reservation_passengers(
+        &mut self,
+        a: &Map<String, Value>,
+    ) -> PyResult<ToolResult> {
         let passengers = Items::convert(arg(a, "passengers"), &PASSENGER)?;
         let key = self.reservation_key(arg(a, "reservation_id"))?;
         let reservation = self.reservation_mut(&key)?;

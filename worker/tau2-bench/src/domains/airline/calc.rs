@@ -147,7 +147,7 @@ enum Syntax {
 
 impl Syntax {
     /// Raised by the tokenizer: these win over the parser's messages.
-    fn from_tokenizer(self) -> bool {
+    fn is_tokenizer_error(self) -> bool {
         matches!(
             self,
             Syntax::NeverClosed | Syntax::Unmatched | Syntax::LeadingZeros | Syntax::TooManyParens
@@ -458,7 +458,7 @@ fn parse(text: &str) -> PyResult<Rc<Node>> {
         Err(e) => e,
         Ok(_) => Syntax::Invalid,
     };
-    if error.from_tokenizer() || error == Syntax::ParserStack {
+    if error.is_tokenizer_error() || error == Syntax::ParserStack {
         return Err(error.into_err());
     }
     // A tokenizer error anywhere in the source replaces the parser's message.
@@ -500,7 +500,11 @@ impl Parser<'_> {
     }
 
     /// Runs `f` `cost` parser levels deeper.
-    fn nested<T>(&mut self, cost: u32, f: impl FnOnce(&mut Self) -> Result<T, Syntax>) -> Result<T, Syntax> {
+    fn nested<T>(
+        &mut self,
+        cost: u32,
+        f: impl FnOnce(&mut Self) -> Result<T, Syntax>,
+    ) -> Result<T, Syntax> {
         self.level += cost;
         let result = if self.level > MAX_PARSER_LEVEL {
             Err(Syntax::ParserStack)
@@ -543,10 +547,10 @@ impl Parser<'_> {
         self.invalid_rules = false;
         let b = self.expression(a_end);
         self.invalid_rules = true;
-        if let Some((_, b_end)) = b? {
-            if self.lex.level_of(b_end - 1) != 0 {
-                return Err(Syntax::Comma);
-            }
+        if let Some((_, b_end)) = b?
+            && self.lex.level_of(b_end - 1) != 0
+        {
+            return Err(Syntax::Comma);
         }
         self.tok(a_end)?;
         Ok(())
@@ -621,10 +625,10 @@ impl Parser<'_> {
         let Some((base, at)) = self.primary(p)? else {
             return Ok(None);
         };
-        if self.tok(at)? == Tok::DoubleStar {
-            if let Some((exponent, end)) = self.nested(POW_LEVELS, |s| s.factor(at + 1))? {
-                return Ok(Some((Expr::binary(Op::Pow, base, exponent), end)));
-            }
+        if self.tok(at)? == Tok::DoubleStar
+            && let Some((exponent, end)) = self.nested(POW_LEVELS, |s| s.factor(at + 1))?
+        {
+            return Ok(Some((Expr::binary(Op::Pow, base, exponent), end)));
         }
         Ok(Some((base, at)))
     }
@@ -642,7 +646,8 @@ impl Parser<'_> {
                         break;
                     }
                     Tok::LPar => {
-                        let Some((arg, end)) = s.nested(CALL_LEVELS, |s| s.call_arguments(at + 1))?
+                        let Some((arg, end)) =
+                            s.nested(CALL_LEVELS, |s| s.call_arguments(at + 1))?
                         else {
                             break;
                         };
@@ -696,8 +701,8 @@ impl Parser<'_> {
     }
 
     fn number(&self, start: usize, end: usize, is_float: bool) -> Result<Node, Syntax> {
-        let text = std::str::from_utf8(self.lex.src.get(start..end).unwrap_or_default())
-            .unwrap_or("0");
+        let text =
+            std::str::from_utf8(self.lex.src.get(start..end).unwrap_or_default()).unwrap_or("0");
         if is_float {
             return Ok(Node::Float(text.parse().unwrap_or(f64::NAN)));
         }
@@ -723,22 +728,22 @@ impl Parser<'_> {
             return Ok(Some((Expr::leaf(Node::Tuple), p + 2)));
         }
         // group: '(' named_expression ')'
-        if let Some((expr, end)) = self.expression(p + 1)? {
-            if self.tok(end)? == Tok::RPar {
-                return Ok(Some((expr, end + 1)));
-            }
+        if let Some((expr, end)) = self.expression(p + 1)?
+            && self.tok(end)? == Tok::RPar
+        {
+            return Ok(Some((expr, end + 1)));
         }
         // invalid_group: '(' starred_expression ')' | '(' '**' expression ')'
-        if self.invalid_rules && matches!(inner, Tok::Star | Tok::DoubleStar) {
-            if let Some((_, end)) = self.expression(p + 2)? {
-                if self.tok(end)? == Tok::RPar {
-                    return Err(if inner == Tok::Star {
-                        Syntax::Starred
-                    } else {
-                        Syntax::DoubleStarred
-                    });
-                }
-            }
+        if self.invalid_rules
+            && matches!(inner, Tok::Star | Tok::DoubleStar)
+            && let Some((_, end)) = self.expression(p + 2)?
+            && self.tok(end)? == Tok::RPar
+        {
+            return Err(if inner == Tok::Star {
+                Syntax::Starred
+            } else {
+                Syntax::DoubleStarred
+            });
         }
         Ok(None)
     }
@@ -921,7 +926,10 @@ fn int_op(op: Op, a: &BigInt, b: &BigInt) -> PyResult<Obj> {
         Op::Add => a.add(b),
         Op::Sub => a.sub(b),
         Op::Mul if a.bits() + b.bits() > MAX_PRODUCT_BITS => {
-            return Err(PyErr::new("OverflowError", "int too large to convert to float"));
+            return Err(PyErr::new(
+                "OverflowError",
+                "int too large to convert to float",
+            ));
         }
         Op::Mul => a.mul(b),
         Op::Div => {
@@ -938,9 +946,9 @@ fn int_op(op: Op, a: &BigInt, b: &BigInt) -> PyResult<Obj> {
             .div_floor(b)
             .ok_or_else(|| zero_division("integer division or modulo by zero"))?,
         Op::Pow if b.is_negative() => return float_pow(int_to_float(a)?, int_to_float(b)?),
-        Op::Pow => a.pow(b).map_err(|_| {
-            PyErr::new("OverflowError", "int too large to convert to float")
-        })?,
+        Op::Pow => a
+            .pow(b)
+            .map_err(|_| PyErr::new("OverflowError", "int too large to convert to float"))?,
     }))
 }
 
@@ -1136,13 +1144,34 @@ mod tests {
     fn errors_match_python() {
         assert_eq!(calc("1/0"), "ZeroDivisionError: division by zero");
         assert_eq!(calc(""), "SyntaxError: invalid syntax (<string>, line 0)");
-        assert_eq!(calc("(1 2)"), "SyntaxError: invalid syntax. Perhaps you forgot a comma? (<string>, line 1)");
-        assert_eq!(calc("1 2 ("), "SyntaxError: '(' was never closed (<string>, line 1)");
-        assert_eq!(calc("(1+) )"), "SyntaxError: unmatched ')' (<string>, line 1)");
-        assert_eq!(calc("(*1)"), "SyntaxError: cannot use starred expression here (<string>, line 1)");
-        assert_eq!(calc("1(*2)"), "TypeError: 1 argument after * must be an iterable, not int");
-        assert_eq!(calc("()*2"), "TypeError: float() argument must be a string or a real number, not 'tuple'");
-        assert_eq!(calc("(-8)**0.5"), "TypeError: float() argument must be a string or a real number, not 'complex'");
+        assert_eq!(
+            calc("(1 2)"),
+            "SyntaxError: invalid syntax. Perhaps you forgot a comma? (<string>, line 1)"
+        );
+        assert_eq!(
+            calc("1 2 ("),
+            "SyntaxError: '(' was never closed (<string>, line 1)"
+        );
+        assert_eq!(
+            calc("(1+) )"),
+            "SyntaxError: unmatched ')' (<string>, line 1)"
+        );
+        assert_eq!(
+            calc("(*1)"),
+            "SyntaxError: cannot use starred expression here (<string>, line 1)"
+        );
+        assert_eq!(
+            calc("1(*2)"),
+            "TypeError: 1 argument after * must be an iterable, not int"
+        );
+        assert_eq!(
+            calc("()*2"),
+            "TypeError: float() argument must be a string or a real number, not 'tuple'"
+        );
+        assert_eq!(
+            calc("(-8)**0.5"),
+            "TypeError: float() argument must be a string or a real number, not 'complex'"
+        );
         assert_eq!(calc("1e5"), "ValueError: Invalid characters in expression");
     }
 }

@@ -45,7 +45,10 @@ fn index_origins(db: &Value) -> OriginIndex {
     let mut index = OriginIndex::new();
     for (number, flight) in db["flights"].as_object().into_iter().flatten() {
         if let Some(origin) = flight["origin"].as_str() {
-            index.entry(origin.to_string()).or_default().push(number.clone());
+            index
+                .entry(origin.to_string())
+                .or_default()
+                .push(number.clone());
         }
     }
     index
@@ -66,7 +69,10 @@ fn arg<'a>(args: &'a Map<String, Value>, name: &str) -> &'a Value {
 }
 
 /// `key in table`, with Python's error for an unhashable key.
-fn find<'a>(table: &'a Map<String, Value>, key: &Value) -> PyResult<Option<(&'a String, &'a Value)>> {
+fn find<'a>(
+    table: &'a Map<String, Value>,
+    key: &Value,
+) -> PyResult<Option<(&'a String, &'a Value)>> {
     if !py::is_hashable(key) {
         return Err(PyErr::type_error(py::unhashable(key)));
     }
@@ -94,11 +100,15 @@ impl Airline {
     }
 
     fn user(&self, key: &str) -> PyResult<&Value> {
-        self.table("users")?.get(key).ok_or_else(|| broken("such user"))
+        self.table("users")?
+            .get(key)
+            .ok_or_else(|| broken("such user"))
     }
 
     fn user_mut(&mut self, key: &str) -> PyResult<&mut Value> {
-        self.table_mut("users")?.get_mut(key).ok_or_else(|| broken("such user"))
+        self.table_mut("users")?
+            .get_mut(key)
+            .ok_or_else(|| broken("such user"))
     }
 
     /// `_get_reservation`: the reservation's key.
@@ -109,7 +119,9 @@ impl Airline {
     }
 
     fn reservation(&self, key: &str) -> PyResult<&Value> {
-        self.table("reservations")?.get(key).ok_or_else(|| broken("such reservation"))
+        self.table("reservations")?
+            .get(key)
+            .ok_or_else(|| broken("such reservation"))
     }
 
     fn reservation_mut(&mut self, key: &str) -> PyResult<&mut Value> {

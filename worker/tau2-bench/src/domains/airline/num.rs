@@ -30,7 +30,9 @@ pub(super) fn sub_values(a: &Value, b: &Value) -> PyResult<Num> {
 
 pub(super) fn add(a: Num, b: Num) -> Num {
     match (a, b) {
-        (Num::Int(x), Num::Int(y)) => x.checked_add(y).map_or(Num::Float(x as f64 + y as f64), Num::Int),
+        (Num::Int(x), Num::Int(y)) => x
+            .checked_add(y)
+            .map_or(Num::Float(x as f64 + y as f64), Num::Int),
         _ => Num::Float(a.as_f64() + b.as_f64()),
     }
 }
@@ -41,7 +43,9 @@ pub(super) fn sub(a: Num, b: Num) -> Num {
 
 pub(super) fn mul(a: Num, b: Num) -> Num {
     match (a, b) {
-        (Num::Int(x), Num::Int(y)) => x.checked_mul(y).map_or(Num::Float(x as f64 * y as f64), Num::Int),
+        (Num::Int(x), Num::Int(y)) => x
+            .checked_mul(y)
+            .map_or(Num::Float(x as f64 * y as f64), Num::Int),
         _ => Num::Float(a.as_f64() * b.as_f64()),
     }
 }

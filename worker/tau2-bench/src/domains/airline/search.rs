@@ -9,7 +9,12 @@ use crate::tool::ToolResult;
 
 impl Airline {
     pub(super) fn search_direct_flight(&self, a: &Map<String, Value>) -> PyResult<ToolResult> {
-        let found = self.direct_flights(arg(a, "date"), arg(a, "origin"), arg(a, "destination"), None)?;
+        let found = self.direct_flights(
+            arg(a, "date"),
+            arg(a, "origin"),
+            arg(a, "destination"),
+            None,
+        )?;
         Ok(ToolResult::Model(Value::Array(found)))
     }
 
@@ -70,7 +75,9 @@ impl Airline {
             let Some(instance) = date.as_str().and_then(|d| flight["dates"].get(d)) else {
                 continue;
             };
-            let departs = flight["scheduled_departure_time_est"].as_str().unwrap_or_default();
+            let departs = flight["scheduled_departure_time_est"]
+                .as_str()
+                .unwrap_or_default();
             if instance["status"] != "available" || leave_after.is_some_and(|t| departs < t) {
                 continue;
             }

@@ -119,17 +119,57 @@ pub(super) static TOOLS: &[ToolSpec] = &[
             ToolKind::Write,
             "Book a reservation.",
             &[
-                p("user_id", Ty::Str, "The ID of the user to book the reservation such as 'sara_doe_496'`."),
-                p("origin", Ty::Str, "The IATA code for the origin city such as 'SFO'."),
-                p("destination", Ty::Str, "The IATA code for the destination city such as 'JFK'."),
-                p("flight_type", Ty::Literal(FLIGHT_TYPE), "The type of flight such as 'one_way' or 'round_trip'."),
-                p("cabin", Ty::Literal(CABIN), "The cabin class such as 'basic_economy', 'economy', or 'business'."),
-                p("flights", Ty::Raw(flight_infos), "An array of objects containing details about each piece of flight."),
+                p(
+                    "user_id",
+                    Ty::Str,
+                    "The ID of the user to book the reservation such as 'sara_doe_496'`.",
+                ),
+                p(
+                    "origin",
+                    Ty::Str,
+                    "The IATA code for the origin city such as 'SFO'.",
+                ),
+                p(
+                    "destination",
+                    Ty::Str,
+                    "The IATA code for the destination city such as 'JFK'.",
+                ),
+                p(
+                    "flight_type",
+                    Ty::Literal(FLIGHT_TYPE),
+                    "The type of flight such as 'one_way' or 'round_trip'.",
+                ),
+                p(
+                    "cabin",
+                    Ty::Literal(CABIN),
+                    "The cabin class such as 'basic_economy', 'economy', or 'business'.",
+                ),
+                p(
+                    "flights",
+                    Ty::Raw(flight_infos),
+                    "An array of objects containing details about each piece of flight.",
+                ),
                 p("passengers", Ty::Raw(passengers), PASSENGERS_DOC),
-                p("payment_methods", Ty::Raw(payments), "An array of objects containing details about each payment method."),
-                p("total_baggages", Ty::Int, "The total number of baggage items to book the reservation."),
-                p("nonfree_baggages", Ty::Int, "The number of non-free baggage items to book the reservation."),
-                p("insurance", Ty::Literal(INSURANCE), "Whether the reservation has insurance."),
+                p(
+                    "payment_methods",
+                    Ty::Raw(payments),
+                    "An array of objects containing details about each payment method.",
+                ),
+                p(
+                    "total_baggages",
+                    Ty::Int,
+                    "The total number of baggage items to book the reservation.",
+                ),
+                p(
+                    "nonfree_baggages",
+                    Ty::Int,
+                    "The number of non-free baggage items to book the reservation.",
+                ),
+                p(
+                    "insurance",
+                    Ty::Literal(INSURANCE),
+                    "Whether the reservation has insurance.",
+                ),
             ],
         )
     },
@@ -149,21 +189,33 @@ pub(super) static TOOLS: &[ToolSpec] = &[
         "AirlineTools.cancel_reservation",
         ToolKind::Write,
         "Cancel the whole reservation.",
-        &[p("reservation_id", Ty::Str, "The reservation ID, such as 'ZFA04Y'.")],
+        &[p(
+            "reservation_id",
+            Ty::Str,
+            "The reservation ID, such as 'ZFA04Y'.",
+        )],
     ),
     tool(
         "get_reservation_details",
         "AirlineTools.get_reservation_details",
         ToolKind::Read,
         "Get the details of a reservation.",
-        &[p("reservation_id", Ty::Str, "The reservation ID, such as '8JX2WO'.")],
+        &[p(
+            "reservation_id",
+            Ty::Str,
+            "The reservation ID, such as '8JX2WO'.",
+        )],
     ),
     tool(
         "get_user_details",
         "AirlineTools.get_user_details",
         ToolKind::Read,
         "Get the details of a user, including their reservations.",
-        &[p("user_id", Ty::Str, "The user ID, such as 'sara_doe_496'.")],
+        &[p(
+            "user_id",
+            Ty::Str,
+            "The user ID, such as 'sara_doe_496'.",
+        )],
     ),
     tool(
         "list_all_airports",
@@ -180,7 +232,11 @@ pub(super) static TOOLS: &[ToolSpec] = &[
         &[
             p("origin", Ty::Str, ORIGIN_DOC),
             p("destination", Ty::Str, DESTINATION_DOC),
-            p("date", Ty::Str, "The date of the flight in the format 'YYYY-MM-DD', such as '2024-01-01'."),
+            p(
+                "date",
+                Ty::Str,
+                "The date of the flight in the format 'YYYY-MM-DD', such as '2024-01-01'.",
+            ),
         ],
     ),
     tool(
@@ -191,7 +247,11 @@ pub(super) static TOOLS: &[ToolSpec] = &[
         &[
             p("origin", Ty::Str, ORIGIN_DOC),
             p("destination", Ty::Str, DESTINATION_DOC),
-            p("date", Ty::Str, "The date of the flight in the format 'YYYY-MM-DD', such as '2024-05-01'."),
+            p(
+                "date",
+                Ty::Str,
+                "The date of the flight in the format 'YYYY-MM-DD', such as '2024-05-01'.",
+            ),
         ],
     ),
     tool(
@@ -200,7 +260,11 @@ pub(super) static TOOLS: &[ToolSpec] = &[
         ToolKind::Write,
         "Send a certificate to a user. Be careful!",
         &[
-            p("user_id", Ty::Str, "The ID of the user to book the reservation, such as 'sara_doe_496'."),
+            p(
+                "user_id",
+                Ty::Str,
+                "The ID of the user to book the reservation, such as 'sara_doe_496'.",
+            ),
             p("amount", Ty::Int, "The amount of the certificate to send."),
         ],
     ),
@@ -220,9 +284,21 @@ pub(super) static TOOLS: &[ToolSpec] = &[
         ToolKind::Write,
         "Update the baggage information of a reservation.",
         &[
-            p("reservation_id", Ty::Str, "The reservation ID, such as 'ZFA04Y'"),
-            p("total_baggages", Ty::Int, "The updated total number of baggage items included in the reservation."),
-            p("nonfree_baggages", Ty::Int, "The updated number of non-free baggage items included in the reservation."),
+            p(
+                "reservation_id",
+                Ty::Str,
+                "The reservation ID, such as 'ZFA04Y'",
+            ),
+            p(
+                "total_baggages",
+                Ty::Int,
+                "The updated total number of baggage items included in the reservation.",
+            ),
+            p(
+                "nonfree_baggages",
+                Ty::Int,
+                "The updated number of non-free baggage items included in the reservation.",
+            ),
             p("payment_id", Ty::Str, PAYMENT_ID_DOC),
         ],
     ),
@@ -234,9 +310,21 @@ pub(super) static TOOLS: &[ToolSpec] = &[
             ToolKind::Write,
             "Update the flight information of a reservation.",
             &[
-                p("reservation_id", Ty::Str, "The reservation ID, such as 'ZFA04Y'."),
-                p("cabin", Ty::Literal(CABIN), "The cabin class of the reservation"),
-                p("flights", Ty::Raw(flight_infos), "An array of objects containing details about each piece of flight in the ENTIRE new reservation. Even if the a flight segment is not changed, it should still be included in the array."),
+                p(
+                    "reservation_id",
+                    Ty::Str,
+                    "The reservation ID, such as 'ZFA04Y'.",
+                ),
+                p(
+                    "cabin",
+                    Ty::Literal(CABIN),
+                    "The cabin class of the reservation",
+                ),
+                p(
+                    "flights",
+                    Ty::Raw(flight_infos),
+                    "An array of objects containing details about each piece of flight in the ENTIRE new reservation. Even if the a flight segment is not changed, it should still be included in the array.",
+                ),
                 p("payment_id", Ty::Str, PAYMENT_ID_DOC),
             ],
         )
@@ -249,7 +337,11 @@ pub(super) static TOOLS: &[ToolSpec] = &[
             ToolKind::Write,
             "Update the passenger information of a reservation.",
             &[
-                p("reservation_id", Ty::Str, "The reservation ID, such as 'ZFA04Y'."),
+                p(
+                    "reservation_id",
+                    Ty::Str,
+                    "The reservation ID, such as 'ZFA04Y'.",
+                ),
                 p("passengers", Ty::Raw(passengers), PASSENGERS_DOC),
             ],
         )
