@@ -50,16 +50,16 @@ fn err(env: &mut Environment, name: &str, arguments: Value) -> String {
     content
 }
 
-fn user(env: &Environment) -> &Value {
-    &env.db().expect("agent db")["users"][USER]
+fn user(env: &Environment) -> Value {
+    env.db().expect("agent db")["users"][USER].clone()
 }
 
-fn seats<'a>(env: &'a Environment, flight: &str, date: &str, cabin: &str) -> &'a Value {
-    &env.db().expect("agent db")["flights"][flight]["dates"][date]["available_seats"][cabin]
+fn seats(env: &Environment, flight: &str, date: &str, cabin: &str) -> Value {
+    env.db().expect("agent db")["flights"][flight]["dates"][date]["available_seats"][cabin].clone()
 }
 
-fn reservation<'a>(env: &'a Environment, id: &str) -> &'a Value {
-    &env.db().expect("agent db")["reservations"][id]
+fn reservation(env: &Environment, id: &str) -> Value {
+    env.db().expect("agent db")["reservations"][id].clone()
 }
 
 fn booking(payments: Value, nonfree: Value) -> Value {
@@ -146,7 +146,7 @@ fn booking_debits_payments_takes_seats_and_stores_the_reservation() {
     // The certificate is removed whole although only 200 of 250 were used.
     assert!(methods.get("certificate_7502997").is_none());
     assert_eq!(user(&env)["reservations"][4], "HATHAT");
-    assert_eq!(seats(&env, "HAT021", "2024-05-20", "business"), &json!(12));
+    assert_eq!(seats(&env, "HAT021", "2024-05-20", "business"), json!(12));
     assert_ne!(env.db_hash(), before);
 }
 
@@ -190,7 +190,7 @@ fn booking_errors_read_as_upstream() {
             .is_none()
     );
     assert!(reservation(&env, "HATHAT").is_null());
-    assert_eq!(seats(&env, "HAT021", "2024-05-20", "business"), &json!(14));
+    assert_eq!(seats(&env, "HAT021", "2024-05-20", "business"), json!(14));
 }
 
 #[test]
@@ -209,7 +209,7 @@ fn reservation_ids_run_out_after_three_bookings() {
         err(&mut env, "book_reservation", booking(card, json!(0))),
         "Error: Too many reservations"
     );
-    assert_eq!(seats(&env, "HAT021", "2024-05-20", "business"), &json!(11));
+    assert_eq!(seats(&env, "HAT021", "2024-05-20", "business"), json!(11));
 }
 
 #[test]
@@ -244,10 +244,7 @@ fn cancelling_refunds_every_payment_again_and_keeps_the_seats() {
         amounts,
         [&json!(1911), &json!(-1911), &json!(-1911), &json!(1911)]
     );
-    assert_eq!(
-        seats(&env, "HAT034", "2024-05-28", "economy"),
-        &seats_before
-    );
+    assert_eq!(seats(&env, "HAT034", "2024-05-28", "economy"), seats_before);
     assert_eq!(
         err(
             &mut env,
@@ -358,7 +355,7 @@ fn flight_updates_keep_old_prices_reprice_new_segments_and_pay_the_difference() 
     // Seats are not updated when flights change (upstream).
     assert_eq!(
         seats(&env, "HAT034", "2024-05-28", "business"),
-        &seats_before
+        seats_before
     );
     let new = json!([{"flight_number": "HAT021", "date": "2024-05-20"}]);
     assert_eq!(

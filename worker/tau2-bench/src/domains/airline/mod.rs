@@ -236,8 +236,12 @@ impl DomainState for Airline {
         }
     }
 
-    fn db(&self, side: Requestor) -> Option<&Value> {
-        (side == Requestor::Assistant).then_some(&self.db)
+    fn db(&self, side: Requestor) -> Option<std::borrow::Cow<'_, Value>> {
+        (side == Requestor::Assistant).then_some(std::borrow::Cow::Borrowed(&self.db))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 
     fn update_db(&mut self, side: Requestor, data: &Map<String, Value>) -> PyResult<()> {
