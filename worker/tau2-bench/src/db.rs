@@ -40,6 +40,10 @@ impl Table {
         self.0.get(key).map(Arc::as_ref)
     }
 
+    pub fn get_key_value(&self, key: &str) -> Option<(&String, &Value)> {
+        self.0.get_key_value(key).map(|(k, v)| (k, v.as_ref()))
+    }
+
     /// A record to change; copies it (and the table's index) if shared.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
         Arc::make_mut(&mut self.0).get_mut(key).map(Arc::make_mut)
@@ -80,6 +84,65 @@ impl PartialEq for Table {
                     .get(k)
                     .is_some_and(|w| Arc::ptr_eq(v, w) || v.as_ref() == w.as_ref())
             })
+    }
+}
+
+/// Key lookup shared by [`Table`] and plain JSON objects (nested dicts).
+pub trait Records {
+    fn entry(&self, key: &str) -> Option<(&String, &Value)>;
+}
+
+impl Records for Table {
+    fn entry(&self, key: &str) -> Option<(&String, &Value)> {
+        self.get_key_value(key)
+    }
+}
+
+impl Records for Map<String, Value> {
+    fn entry(&self, key: &str) -> Option<(&String, &Value)> {
+        self.get_key_value(key)
+    }
+}
+
+/// A database made of record tables only (airline, retail): each top-level
+/// field is a `dict[str, Model]`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TableDb {
+    tables: IndexMap<String, Table>,
+}
+
+impl TableDb {
+    /// Splits a validated database into tables; `None` if a top-level field is not an object.
+    pub fn from_value(value: Value) -> Option<Self> {
+        let Value::Object(fields) = value else {
+            return None;
+        };
+        let mut tables = IndexMap::new();
+        for (name, field) in fields {
+            let Value::Object(records) = field else {
+                return None;
+            };
+            tables.insert(name, Table::from_map(records));
+        }
+        Some(Self { tables })
+    }
+
+    /// The database as one JSON value (`model_dump()`), for dumps and hashes.
+    pub fn to_value(&self) -> Value {
+        Value::Object(
+            self.tables
+                .iter()
+                .map(|(k, t)| (k.clone(), t.to_value()))
+                .collect(),
+        )
+    }
+
+    pub fn table(&self, name: &str) -> Option<&Table> {
+        self.tables.get(name)
+    }
+
+    pub fn table_mut(&mut self, name: &str) -> Option<&mut Table> {
+        self.tables.get_mut(name)
     }
 }
 

@@ -24,6 +24,7 @@ use tau2_api::bench::Domain;
 
 use super::{load_db, update_db};
 use crate::data::{DataDir, DataError, read_text};
+use crate::db::{Records, Table, TableDb};
 use crate::env::{DomainState, PyErr, PyResult};
 use crate::py;
 use crate::task::Requestor;
@@ -32,9 +33,14 @@ use model::FlightDb;
 use tools::TOOLS;
 
 pub(super) fn load(data: &DataDir) -> Result<(String, Box<dyn DomainState>), DataError> {
-    let db = load_db::<FlightDb>(&data.domain_file(Domain::Airline, "db.json")?)?;
+    let path = data.domain_file(Domain::Airline, "db.json")?;
+    let value = load_db::<FlightDb>(&path)?;
+    let origins = Arc::new(index_origins(&value));
+    let db = TableDb::from_value(value).ok_or_else(|| DataError::Invalid {
+        path,
+        message: "every top-level field must be a table of records".into(),
+    })?;
     let policy = read_text(&data.domain_file(Domain::Airline, "policy.md")?)?;
-    let origins = Arc::new(index_origins(&db));
     Ok((policy, Box::new(Airline { db, origins })))
 }
 
@@ -56,7 +62,8 @@ fn index_origins(db: &Value) -> OriginIndex {
 
 #[derive(Clone)]
 struct Airline {
-    db: Value,
+    /// Shared with the loaded template until written (see `crate::db`).
+    db: TableDb,
     origins: Arc<OriginIndex>,
 }
 
@@ -69,14 +76,14 @@ fn arg<'a>(args: &'a Map<String, Value>, name: &str) -> &'a Value {
 }
 
 /// `key in table`, with Python's error for an unhashable key.
-fn find<'a>(
-    table: &'a Map<String, Value>,
+fn find<'a, T: Records + ?Sized>(
+    table: &'a T,
     key: &Value,
 ) -> PyResult<Option<(&'a String, &'a Value)>> {
     if !py::is_hashable(key) {
         return Err(PyErr::type_error(py::unhashable(key)));
     }
-    Ok(key.as_str().and_then(|k| table.get_key_value(k)))
+    Ok(key.as_str().and_then(|k| table.entry(k)))
 }
 
 fn broken(what: &str) -> PyErr {
@@ -84,12 +91,12 @@ fn broken(what: &str) -> PyErr {
 }
 
 impl Airline {
-    fn table(&self, name: &str) -> PyResult<&Map<String, Value>> {
-        self.db[name].as_object().ok_or_else(|| broken(name))
+    fn table(&self, name: &str) -> PyResult<&Table> {
+        self.db.table(name).ok_or_else(|| broken(name))
     }
 
-    fn table_mut(&mut self, name: &str) -> PyResult<&mut Map<String, Value>> {
-        super::table_mut(&mut self.db, name)
+    fn table_mut(&mut self, name: &str) -> PyResult<&mut Table> {
+        self.db.table_mut(name).ok_or_else(|| broken(name))
     }
 
     /// `_get_user`: the user's key.
@@ -237,7 +244,14 @@ impl DomainState for Airline {
     }
 
     fn db(&self, side: Requestor) -> Option<std::borrow::Cow<'_, Value>> {
-        (side == Requestor::Assistant).then_some(std::borrow::Cow::Borrowed(&self.db))
+        (side == Requestor::Assistant).then(|| std::borrow::Cow::Owned(self.db.to_value()))
+    }
+
+    fn same_db(&self, other: &dyn DomainState) -> bool {
+        other
+            .as_any()
+            .downcast_ref::<Self>()
+            .is_some_and(|o| o.db == self.db)
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
@@ -247,8 +261,11 @@ impl DomainState for Airline {
     fn update_db(&mut self, side: Requestor, data: &Map<String, Value>) -> PyResult<()> {
         match side {
             Requestor::Assistant => {
-                update_db::<FlightDb>(&mut self.db, data)?;
-                self.origins = Arc::new(index_origins(&self.db));
+                let mut value = self.db.to_value();
+                update_db::<FlightDb>(&mut value, data)?;
+                self.origins = Arc::new(index_origins(&value));
+                self.db = TableDb::from_value(value)
+                    .ok_or_else(|| broken("table in the updated database"))?;
                 Ok(())
             }
             Requestor::User => Err(PyErr::attribute(
