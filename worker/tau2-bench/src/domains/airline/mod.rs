@@ -35,7 +35,13 @@ pub(super) fn load(data: &DataDir) -> Result<(String, Box<dyn DomainState>), Dat
     let db = load_db::<FlightDb>(&data.domain_file(Domain::Airline, "db.json")?)?;
     let policy = read_text(&data.domain_file(Domain::Airline, "policy.md")?)?;
     let origins = Arc::new(index_origins(&db));
-    Ok((policy, Box::new(Airline { db, origins })))
+    Ok((
+        policy,
+        Box::new(Airline {
+            db: Arc::new(db),
+            origins,
+        }),
+    ))
 }
 
 /// Flight numbers by origin airport, in database order (flights never move).
@@ -56,7 +62,9 @@ fn index_origins(db: &Value) -> OriginIndex {
 
 #[derive(Clone)]
 struct Airline {
-    db: Value,
+    /// Shared with the loaded template until the first write (copy on
+    /// write): a deep copy of the 7 MB database is most of an episode's cost.
+    db: Arc<Value>,
     origins: Arc<OriginIndex>,
 }
 
@@ -89,7 +97,7 @@ impl Airline {
     }
 
     fn table_mut(&mut self, name: &str) -> PyResult<&mut Map<String, Value>> {
-        super::table_mut(&mut self.db, name)
+        super::table_mut(Arc::make_mut(&mut self.db), name)
     }
 
     /// `_get_user`: the user's key.
@@ -237,13 +245,13 @@ impl DomainState for Airline {
     }
 
     fn db(&self, side: Requestor) -> Option<&Value> {
-        (side == Requestor::Assistant).then_some(&self.db)
+        (side == Requestor::Assistant).then_some(&*self.db)
     }
 
     fn update_db(&mut self, side: Requestor, data: &Map<String, Value>) -> PyResult<()> {
         match side {
             Requestor::Assistant => {
-                update_db::<FlightDb>(&mut self.db, data)?;
+                update_db::<FlightDb>(Arc::make_mut(&mut self.db), data)?;
                 self.origins = Arc::new(index_origins(&self.db));
                 Ok(())
             }
