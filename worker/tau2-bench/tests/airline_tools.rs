@@ -194,6 +194,22 @@ fn booking_errors_read_as_upstream() {
 }
 
 #[test]
+fn environments_do_not_share_writes() {
+    let mut first = domain().environment();
+    let second = domain().environment();
+    let card = json!([{"payment_id": "credit_card_2140654", "amount": 262}]);
+    ok(&mut first, "book_reservation", booking(card, json!(0)));
+    assert_eq!(seats(&first, "HAT021", "2024-05-20", "business"), json!(13));
+    assert_eq!(
+        seats(&second, "HAT021", "2024-05-20", "business"),
+        json!(14)
+    );
+    assert!(reservation(&second, "HATHAT").is_null());
+    assert_ne!(first.db_hash(), second.db_hash());
+    assert_eq!(domain().environment().db_hash(), second.db_hash());
+}
+
+#[test]
 fn reservation_ids_run_out_after_three_bookings() {
     let mut env = domain().environment();
     let card = json!([{"payment_id": "credit_card_2140654", "amount": 262}]);

@@ -75,7 +75,8 @@ impl Model {
     }
 }
 
-fn finish(check: Validator, title: &str) -> PyResult<()> {
+/// The collected errors as the `ValidationError` pydantic raises for `title`.
+pub(super) fn finish(check: Validator, title: &str) -> PyResult<()> {
     check
         .finish(title)
         .map_err(|e| PyErr::new("ValidationError", e.to_string()))

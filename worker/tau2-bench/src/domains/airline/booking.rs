@@ -3,7 +3,7 @@
 use serde_json::{Map, Value, json};
 
 use super::args::{
-    Booking, FLIGHT_INFO, Items, PASSENGER, PAYMENT, new_reservation, payment, py_len,
+    Booking, FLIGHT_INFO, Items, PASSENGER, PAYMENT, finish, new_reservation, payment, py_len,
 };
 use super::num::{self, float_value};
 use super::{Airline, NOW, arg, broken, find};
@@ -88,7 +88,7 @@ impl Airline {
         let reservations = self.table("reservations")?;
         let id = NEW_RESERVATION_IDS
             .into_iter()
-            .find(|id| !reservations.contains_key(*id))
+            .find(|id| !reservations.contains_key(id))
             .ok_or_else(|| PyErr::value("Too many reservations"))?;
         let mut reservation = new_reservation(&Booking {
             id,
@@ -101,18 +101,9 @@ impl Airline {
         let cabin = arg(a, "cabin");
         let travellers = passengers.len()?;
         let count = Num::Int(travellers as i128);
-
-        let mut total = Num::Int(0);
-        let mut legs = Vec::new();
-        for info in flights.models("flight_number")? {
-            let (entry, price) = self.bookable(info, cabin, travellers)?;
-            reservation["flights"]
-                .as_array_mut()
-                .ok_or_else(|| broken("reservation flights"))?
-                .push(entry);
-            legs.push((field_str(info, "flight_number"), field_str(info, "date")));
-            total = num::add(total, num::mul(price, count));
-        }
+        let infos = flights.models("flight_number")?;
+        let (entries, mut total) = self.price_flights(infos, cabin, travellers)?;
+        reservation["flights"] = Value::Array(entries);
         if arg(a, "insurance") == "yes" {
             total = num::add(total, num::mul(Num::Int(30), count));
         }
@@ -121,7 +112,9 @@ impl Airline {
         let payments = payments.models("payment_id")?;
         self.check_booking_payments(&user_key, payments, total)?;
         self.charge_booking_payments(&user_key, payments)?;
-        for (number, date) in legs {
+        // A flight listed twice loses seats twice (each checked alone).
+        for info in infos {
+            let (number, date) = (field_str(info, "flight_number"), field_str(info, "date"));
             self.take_seats(number, date, cabin, count)?;
         }
         self.table_mut("reservations")?
@@ -130,6 +123,24 @@ impl Airline {
             list.push(Value::String(id.into()));
         }
         Ok(ToolResult::Model(reservation))
+    }
+
+    /// The booked flights' entries and their price for all travellers.
+    fn price_flights(
+        &self,
+        infos: &[Value],
+        cabin: &Value,
+        travellers: usize,
+    ) -> PyResult<(Vec<Value>, Num)> {
+        let count = Num::Int(travellers as i128);
+        let mut total = Num::Int(0);
+        let mut entries = Vec::with_capacity(infos.len());
+        for info in infos {
+            let (entry, price) = self.bookable(info, cabin, travellers)?;
+            entries.push(entry);
+            total = num::add(total, num::mul(price, count));
+        }
+        Ok((entries, total))
     }
 
     /// Every payment method must exist and cover its amount; the amounts
@@ -365,9 +376,7 @@ impl Airline {
             .ok_or_else(|| PyErr::value("Too many certificates"))?;
         let mut check = Validator::new();
         let value = check.float("amount", amount);
-        check
-            .finish("Certificate")
-            .map_err(|e| PyErr::new("ValidationError", e.to_string()))?;
+        finish(check, "Certificate")?;
         methods.insert(
             id.into(),
             json!({"source": "certificate", "id": id, "amount": float_value(value.unwrap_or(0.0))}),
@@ -388,11 +397,11 @@ fn add_baggage_fee(total: Num, nonfree: &Value) -> PyResult<Num> {
         (None, Value::String(_) | Value::Array(_)) => Err(PyErr::type_error(format!(
             "unsupported operand type(s) for +=: '{}' and '{}'",
             total_type(total),
-            crate::py::type_name(nonfree)
+            py::type_name(nonfree)
         ))),
         (None, other) => Err(PyErr::type_error(format!(
             "unsupported operand type(s) for *: 'int' and '{}'",
-            crate::py::type_name(other)
+            py::type_name(other)
         ))),
     }
 }
