@@ -57,15 +57,27 @@ fn reference(args: &[&str], input: &str) -> Vec<Value> {
         .collect()
 }
 
-/// The domains to compare: all four, or those in `TAU2_PARITY_DOMAINS` (comma-separated).
+/// The domains to compare: all four, or those in `TAU2_PARITY_DOMAINS`
+/// (comma-separated). A domain whose port has not landed yet is skipped
+/// with a notice; any other load failure fails the test.
 fn domains() -> Vec<Domain> {
-    match std::env::var("TAU2_PARITY_DOMAINS") {
+    let wanted: Vec<Domain> = match std::env::var("TAU2_PARITY_DOMAINS") {
         Ok(list) => Domain::ALL
             .into_iter()
             .filter(|d| list.split(',').any(|x| x.trim() == d.as_str()))
             .collect(),
         Err(_) => Domain::ALL.to_vec(),
-    }
+    };
+    wanted
+        .into_iter()
+        .filter(|d| match LoadedDomain::load(&data(), *d) {
+            Err(e) if e.to_string().contains("is not implemented yet") => {
+                eprintln!("NOTICE: parity of {d} skipped: {e}");
+                false
+            }
+            _ => true,
+        })
+        .collect()
 }
 
 fn load(domain: Domain) -> LoadedDomain {
