@@ -7,6 +7,8 @@
 //! `repr()` of values, equality, hashability, and CPython's argument-binding
 //! errors.
 
+mod bigint;
+pub mod calc;
 pub mod call;
 pub mod json;
 pub mod pydantic;

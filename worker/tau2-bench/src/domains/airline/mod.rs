@@ -8,9 +8,7 @@
 //! are stored as given.
 
 mod args;
-mod bigint;
 mod booking;
-mod calc;
 mod model;
 mod num;
 mod search;
@@ -218,7 +216,9 @@ impl DomainState for Airline {
         spec.bind(args)?;
         match name {
             "book_reservation" => self.book_reservation(args),
-            "calculate" => calc::calculate(arg(args, "expression")).map(ToolResult::Text),
+            "calculate" => {
+                crate::py::calc::calculate(arg(args, "expression")).map(ToolResult::Text)
+            }
             "cancel_reservation" => self.cancel_reservation(args),
             "get_reservation_details" => {
                 let key = self.reservation_key(arg(args, "reservation_id"))?;

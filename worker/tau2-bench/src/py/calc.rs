@@ -1,5 +1,5 @@
-//! `calculate(expression)`: the official tool accepts only the characters
-//! `0123456789+-*/(). `, then runs Python's `eval` on the text and returns
+//! `calculate(expression)`, the tool airline and retail share: the official
+//! tool accepts only the characters `0123456789+-*/(). `, then runs Python's `eval` on the text and returns
 //! `str(round(float(result), 2))`. Those characters still reach more of
 //! Python than arithmetic: exact big integers, `**` and `//`, `...`, the
 //! empty tuple `()`, calls such as `2(3)`, and CPython's syntax errors. This
@@ -33,7 +33,7 @@ const MAX_PRODUCT_BITS: u64 = 1 << 20;
 /// `sys.int_info.default_max_str_digits`.
 const MAX_INT_DIGITS: usize = 4300;
 
-pub(super) fn calculate(expression: &Value) -> PyResult<String> {
+pub fn calculate(expression: &Value) -> PyResult<String> {
     check_characters(expression)?;
     let Value::String(text) = expression else {
         return Err(PyErr::type_error(
