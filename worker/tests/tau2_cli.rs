@@ -1,6 +1,8 @@
 //! `tau2-worker tau2 …` as users run it.
 
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Json;
 use axum::routing::post;
@@ -153,4 +155,84 @@ async fn runs_episodes_of_an_endpoint_agent_against_the_scripted_user() {
     let solved = episodes.iter().filter(|e| e["reward"] == 1.0).count();
     assert!(solved < 18, "{solved}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("18 episodes"));
+}
+
+/// A judge endpoint that grades every NL assertion `met`, counting its calls.
+async fn judge_endpoint(met: bool, calls: Arc<AtomicUsize>) -> String {
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        post(move |Json(body): Json<Value>| async move {
+            let prompt = body["messages"][1]["content"].as_str().unwrap_or_default();
+            assert!(prompt.contains("expectedOutcomes"), "{prompt}");
+            assert_eq!(body["model"], "judge-model");
+            calls.fetch_add(1, Ordering::SeqCst);
+            let verdict = json!({"results": [{"expectedOutcome": "all of it", "reasoning": "test", "metExpectation": met}]});
+            Json(json!({"choices": [{"message": {"role": "assistant", "content": verdict.to_string()}}]}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/v1")
+}
+
+/// `tau2 replay` of the newest retail data, whose rewards include NL assertions.
+async fn replay_latest_retail(judge: Option<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = worker();
+        cmd.args([
+            "tau2",
+            "replay",
+            "--data-version",
+            "latest",
+            "--domain",
+            "retail",
+            "--judge-model",
+            "judge-model",
+        ]);
+        if let Some(url) = judge {
+            cmd.args(["--judge-endpoint", &url]);
+        }
+        cmd.output().expect("runs")
+    })
+    .await
+    .expect("joins")
+}
+
+/// "retail   114 tasks: N with reward 1, ..." -> N.
+fn successes(out: &std::process::Output) -> usize {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .split("tasks: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary in {stdout}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nl_assertions_are_graded_by_the_configured_judge() {
+    let without = replay_latest_retail(None).await;
+    assert!(!without.status.success());
+    let stderr = String::from_utf8_lossy(&without.stderr);
+    assert!(stderr.contains("no judge is configured"), "{stderr}");
+
+    let (yes_calls, no_calls) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let yes = replay_latest_retail(Some(judge_endpoint(true, yes_calls.clone()).await)).await;
+    let no = replay_latest_retail(Some(judge_endpoint(false, no_calls.clone()).await)).await;
+    let (approved, rejected) = (successes(&yes), successes(&no));
+    // Only the tasks that have NL assertions ask the judge (40 of 114).
+    assert_eq!(yes_calls.load(Ordering::SeqCst), 40);
+    assert_eq!(no_calls.load(Ordering::SeqCst), 40);
+    assert!(
+        approved > rejected && rejected > 0,
+        "approved {approved}, rejected {rejected}"
+    );
 }

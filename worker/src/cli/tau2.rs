@@ -13,9 +13,10 @@ use tau2_api::bench::{DataVersion, Domain, Split};
 use tau2_bench::chat::Sampling;
 use tau2_bench::data::DataDir;
 use tau2_bench::domains::LoadedDomain;
-use tau2_bench::evaluator::evaluate;
+use tau2_bench::evaluator::{NlJudge, evaluate};
 use tau2_bench::gold;
 use tau2_bench::http::{EndpointConfig, OpenAiClient};
+use tau2_bench::judge::LlmJudge;
 use tau2_bench::orchestrator::{Limits, run_episode};
 use tau2_bench::participants::{LlmAgent, LlmUser, ScriptedUser};
 use tau2_bench::task::Task;
@@ -46,6 +47,8 @@ pub enum Tau2Command {
         /// Also write each replay (task, reward, reward_info, messages) as a JSON line here.
         #[arg(long)]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        judge: JudgeArgs,
     },
     /// Run episodes of an agent endpoint against a user simulator.
     Run(Box<RunArgs>),
@@ -59,6 +62,36 @@ pub struct DataArgs {
     /// Which tau2-bench data and semantics: recipe (commit 337326e) or latest.
     #[arg(long, default_value = "recipe", value_parser = parse_version)]
     data_version: DataVersion,
+}
+
+/// The LLM that grades NL assertions (needed where a task's reward basis
+/// includes NL_ASSERTION, e.g. retail in the newest data).
+#[derive(clap::Args)]
+pub struct JudgeArgs {
+    /// The judge's OpenAI-compatible base URL; without it such tasks fail to score.
+    #[arg(long)]
+    judge_endpoint: Option<String>,
+    /// The official default judge.
+    #[arg(long, default_value = "gpt-4o-mini")]
+    judge_model: String,
+    /// Environment variable holding the judge endpoint's API key.
+    #[arg(long)]
+    judge_api_key_env: Option<String>,
+}
+
+impl JudgeArgs {
+    /// The judge, blocking on `runtime` (call it from outside async tasks).
+    fn build(
+        &self,
+        runtime: tokio::runtime::Handle,
+    ) -> anyhow::Result<Option<Arc<LlmJudge<OpenAiClient>>>> {
+        let Some(url) = &self.judge_endpoint else {
+            return Ok(None);
+        };
+        // It samples at temperature 0, as the official judge does.
+        let model = endpoint(url, &self.judge_model, self.judge_api_key_env.as_deref())?;
+        Ok(Some(Arc::new(LlmJudge::new(model, runtime))))
+    }
 }
 
 impl DataArgs {
@@ -111,6 +144,8 @@ pub struct RunArgs {
     /// Where to write one JSON line per episode.
     #[arg(long)]
     output: PathBuf,
+    #[command(flatten)]
+    judge: JudgeArgs,
 }
 
 fn parse_domain(s: &str) -> Result<Domain, String> {
@@ -156,7 +191,8 @@ pub fn run(cmd: Tau2Command) -> anyhow::Result<()> {
             domain,
             split,
             output,
-        } => replay(&data, domain, split, output),
+            judge,
+        } => replay(&data, domain, split, output, &judge),
         Tau2Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -233,7 +269,14 @@ fn replay(
     domains: Vec<Domain>,
     split: Option<Split>,
     output: Option<PathBuf>,
+    judge: &JudgeArgs,
 ) -> anyhow::Result<()> {
+    // The judge's HTTP calls need a runtime; replay itself is synchronous.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let judge = judge.build(runtime.handle().clone())?;
     let domains = if domains.is_empty() {
         Domain::ALL.to_vec()
     } else {
@@ -252,7 +295,8 @@ fn replay(
         let started = std::time::Instant::now();
         let (mut successes, mut total_reward) = (0usize, 0.0);
         for task in &tasks {
-            let replayed = gold::replay(&loaded, task)?;
+            let replayed =
+                gold::replay_judged(&loaded, task, judge.as_deref().map(|j| j as &dyn NlJudge))?;
             total_reward += replayed.reward_info.reward;
             successes += usize::from(replayed.reward_info.is_success());
             if let Some(out) = out.as_mut() {
@@ -328,6 +372,7 @@ async fn run_episodes(args: RunArgs) -> anyhow::Result<()> {
     };
     let guidelines: Arc<str> =
         tau2_bench::data::read_text(&args.data.dir().user_simulator_file(guidelines_file))?.into();
+    let judge = args.judge.build(tokio::runtime::Handle::current())?;
     let limits = Limits {
         max_steps: args.max_steps,
         max_errors: args.max_errors,
@@ -342,11 +387,12 @@ async fn run_episodes(args: RunArgs) -> anyhow::Result<()> {
     let mut running = tokio::task::JoinSet::new();
     for (task, trial) in jobs {
         let permit = semaphore.clone().acquire_owned().await?;
-        let (loaded, agent_model, user_model, guidelines) = (
+        let (loaded, agent_model, user_model, guidelines, judge) = (
             loaded.clone(),
             agent_model.clone(),
             user_model.clone(),
             guidelines.clone(),
+            judge.clone(),
         );
         let (agent_t, user_t) = (args.agent_temperature, args.user_temperature);
         running.spawn(async move {
@@ -388,8 +434,21 @@ async fn run_episodes(args: RunArgs) -> anyhow::Result<()> {
                     .await
                 }
             };
-            match episode {
-                Ok(ep) => match evaluate(&loaded, &task, &ep.messages, ep.termination, None) {
+            let ep = match episode {
+                Ok(ep) => ep,
+                Err(e) => {
+                    return json!({"task_id": task.id, "trial": trial, "error": e.to_string()});
+                }
+            };
+            // The judge blocks on the runtime: evaluate on a blocking thread.
+            let scored = tokio::task::spawn_blocking(move || {
+                let judge = judge.as_deref().map(|j| j as &dyn NlJudge);
+                let info = evaluate(&loaded, &task, &ep.messages, ep.termination, judge);
+                (task, ep, info)
+            })
+            .await;
+            match scored {
+                Ok((task, ep, info)) => match info {
                     Ok(info) => {
                         json!({"task_id": task.id, "trial": trial, "termination": ep.termination,
                         "reward": info.reward, "reward_info": info, "messages": ep.messages})
@@ -399,7 +458,7 @@ async fn run_episodes(args: RunArgs) -> anyhow::Result<()> {
                         "error": e.to_string(), "messages": ep.messages})
                     }
                 },
-                Err(e) => json!({"task_id": task.id, "trial": trial, "error": e.to_string()}),
+                Err(e) => json!({"trial": trial, "error": format!("evaluation panicked: {e}")}),
             }
         });
         while let Some(done) = running.try_join_next() {

@@ -13,8 +13,7 @@ use serde_json::{Value, json};
 use tau2_api::bench::{DataVersion, Domain};
 use tau2_bench::data::DataDir;
 use tau2_bench::domains::LoadedDomain;
-use tau2_bench::message::ToolCall;
-use tau2_bench::task::Requestor;
+use tau2_bench::harness::run_session;
 
 fn data_dir() -> DataDir {
     let root = std::env::var_os("TAU2_DATA_DIR")
@@ -76,46 +75,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 )?;
             }
         }
+        Some("calc") => {
+            // One expression per line (a JSON string): `calculate`'s result or error.
+            for line in std::io::stdin().lock().lines() {
+                let expression: Value = serde_json::from_str(&line?)?;
+                let result = match tau2_bench::py::calc::calculate(&expression) {
+                    Ok(text) => json!({"ok": text}),
+                    Err(e) => json!({"err": format!("{}: {}", e.kind, e.message)}),
+                };
+                writeln!(out, "{result}")?;
+            }
+        }
         _ => {
             return Err(
-                "usage: reference_io schemas | db <domain> | calls <domain> < sessions.jsonl"
+                "usage: reference_io schemas | db <domain> | calls <domain> < sessions.jsonl | calc < expressions.jsonl"
                     .into(),
             );
         }
     }
     Ok(())
-}
-
-fn run_session(loaded: &LoadedDomain, session: &Value) -> Value {
-    let mut env = loaded.environment();
-    if let Some(task_id) = session["task_id"].as_str() {
-        let Some(task) = loaded.tasks.get(task_id) else {
-            return json!({"harness_error": format!("no task {task_id}")});
-        };
-        if let Err(e) = env.set_state(task.initial_state.as_ref()) {
-            return json!({"set_state_error": format!("{}: {}", e.kind, e.message)});
-        }
-    }
-    let mut results = Vec::new();
-    for (i, call) in session["calls"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let requestor = if call["requestor"] == "user" {
-            Requestor::User
-        } else {
-            Requestor::Assistant
-        };
-        let call = ToolCall {
-            id: format!("call_{i}"),
-            name: call["name"].as_str().unwrap_or_default().into(),
-            arguments: call["arguments"].as_object().cloned().unwrap_or_default(),
-            requestor,
-        };
-        let msg = env.get_response(&call);
-        results.push(json!({"content": msg.content, "error": msg.error, "agent_hash": env.db_hash(), "user_hash": env.user_db_hash()}));
-    }
-    json!({"results": results})
 }

@@ -10,7 +10,7 @@
 //! `###STOP###`. Messages get `turn_idx` 0, 1, ... and a fixed timestamp.
 
 use crate::domains::LoadedDomain;
-use crate::evaluator::{EvalError, RewardInfo, TerminationReason, evaluate};
+use crate::evaluator::{EvalError, NlJudge, RewardInfo, TerminationReason, evaluate};
 use crate::message::{Message, ParticipantMessage, ToolCall};
 use crate::orchestrator::greeting;
 use crate::task::{Requestor, Task};
@@ -93,8 +93,17 @@ pub fn gold_trajectory(domain: &LoadedDomain, task: &Task) -> Result<Vec<Message
 
 /// Replays and scores one task (terminated by the user's stop).
 pub fn replay(domain: &LoadedDomain, task: &Task) -> Result<GoldReplay, GoldError> {
+    replay_judged(domain, task, None)
+}
+
+/// [`replay`], with a judge for tasks whose reward includes NL assertions.
+pub fn replay_judged(
+    domain: &LoadedDomain,
+    task: &Task,
+    judge: Option<&dyn NlJudge>,
+) -> Result<GoldReplay, GoldError> {
     let messages = gold_trajectory(domain, task)?;
-    let reward_info = evaluate(domain, task, &messages, TerminationReason::UserStop, None)
+    let reward_info = evaluate(domain, task, &messages, TerminationReason::UserStop, judge)
         .map_err(|source| GoldError::Eval {
             task: task.id.clone(),
             source,

@@ -9,6 +9,7 @@ pub mod domains;
 pub mod env;
 pub mod evaluator;
 pub mod gold;
+pub mod harness;
 pub mod http;
 pub mod judge;
 pub mod message;

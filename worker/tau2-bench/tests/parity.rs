@@ -15,8 +15,7 @@ use serde_json::{Map, Value, json};
 use tau2_api::bench::{DataVersion, Domain};
 use tau2_bench::data::DataDir;
 use tau2_bench::domains::LoadedDomain;
-use tau2_bench::message::ToolCall;
-use tau2_bench::task::Requestor;
+use tau2_bench::harness::run_session;
 use tau2_bench::tool::{ParamSpec, ToolSpec, Ty};
 
 const NEEDS_REFERENCE: &str =
@@ -58,26 +57,15 @@ fn reference(args: &[&str], input: &str) -> Vec<Value> {
 }
 
 /// The domains to compare: all four, or those in `TAU2_PARITY_DOMAINS`
-/// (comma-separated). A domain whose port has not landed yet is skipped
-/// with a notice; any other load failure fails the test.
+/// (comma-separated).
 fn domains() -> Vec<Domain> {
-    let wanted: Vec<Domain> = match std::env::var("TAU2_PARITY_DOMAINS") {
+    match std::env::var("TAU2_PARITY_DOMAINS") {
         Ok(list) => Domain::ALL
             .into_iter()
             .filter(|d| list.split(',').any(|x| x.trim() == d.as_str()))
             .collect(),
         Err(_) => Domain::ALL.to_vec(),
-    };
-    wanted
-        .into_iter()
-        .filter(|d| match LoadedDomain::load(&data(), *d) {
-            Err(e) if e.to_string().contains("is not implemented yet") => {
-                eprintln!("NOTICE: parity of {d} skipped: {e}");
-                false
-            }
-            _ => true,
-        })
-        .collect()
+    }
 }
 
 fn load(domain: Domain) -> LoadedDomain {
@@ -368,39 +356,6 @@ fn generated_tool_calls_give_byte_identical_results_and_state() {
         );
     }
     eprintln!("{total} generated tool calls matched the official implementation");
-}
-
-fn run_session(loaded: &LoadedDomain, session: &Value) -> Value {
-    let mut env = loaded.environment();
-    if let Some(id) = session["task_id"].as_str() {
-        let Some(task) = loaded.tasks.get(id) else {
-            return json!({"harness_error": format!("no task {id}")});
-        };
-        if let Err(e) = env.set_state(task.initial_state.as_ref()) {
-            return json!({"set_state_error": format!("{}: {}", e.kind, e.message)});
-        }
-    }
-    let mut results = Vec::new();
-    for (i, call) in session["calls"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let call = ToolCall {
-            id: format!("call_{i}"),
-            name: call["name"].as_str().unwrap_or_default().into(),
-            arguments: call["arguments"].as_object().cloned().unwrap_or_default(),
-            requestor: if call["requestor"] == "user" {
-                Requestor::User
-            } else {
-                Requestor::Assistant
-            },
-        };
-        let msg = env.get_response(&call);
-        results.push(json!({"content": msg.content, "error": msg.error, "agent_hash": env.db_hash(), "user_hash": env.user_db_hash()}));
-    }
-    json!({"results": results})
 }
 
 fn first_difference(session: &Value, ours: &Value, theirs: &Value) -> String {

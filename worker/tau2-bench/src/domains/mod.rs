@@ -13,7 +13,10 @@ use serde_json::{Map, Value};
 use tau2_api::bench::Domain;
 
 use crate::data::{DataDir, DataError, TaskSet};
+use crate::db::TableDb;
 use crate::env::{DomainState, Environment, PyErr};
+use crate::task::Requestor;
+use crate::tool::ToolSpec;
 
 /// A domain ready to make environments: its validated databases, policy and tasks.
 pub struct LoadedDomain {
@@ -97,6 +100,45 @@ pub fn deep_merge(base: &mut Value, patch: &Map<String, Value>) {
             }
         }
     }
+}
+
+/// `update_db` for a database of record tables: returns the merged and
+/// validated database as JSON too, for indexes built from it.
+pub fn update_table_db<T: DeserializeOwned + Serialize>(
+    db: &mut TableDb,
+    data: &Map<String, Value>,
+) -> Result<Value, PyErr> {
+    let mut value = db.to_value();
+    update_db::<T>(&mut value, data)?;
+    *db = TableDb::from_value(value.clone()).ok_or_else(|| {
+        PyErr::new(
+            "RuntimeError",
+            "an updated database field is not a table of records",
+        )
+    })?;
+    Ok(value)
+}
+
+/// The tool a call names in a domain whose user has no tools (the user's
+/// toolkit is `None` upstream), bound to its arguments as Python would.
+pub fn agent_only_tool(
+    side: Requestor,
+    tools: &'static [ToolSpec],
+    qualname: &str,
+    name: &str,
+    args: &Map<String, Value>,
+) -> Result<&'static ToolSpec, PyErr> {
+    if side == Requestor::User {
+        return Err(PyErr::attribute(format!(
+            "'NoneType' object has no attribute '{name}'"
+        )));
+    }
+    let spec = tools.iter().find(|t| t.name == name).ok_or_else(|| {
+        PyErr::attribute(format!("'{qualname}' object has no attribute '{name}'"))
+    })?;
+    // Environment functions arrive unbound; tool calls were bound already.
+    spec.bind(args)?;
+    Ok(spec)
 }
 
 /// A table (a dict of records) of a validated database.

@@ -101,7 +101,7 @@ fn float_str(f: f64) -> String {
 }
 
 /// `round(f, 2)`: correctly rounded, ties to even (as Rust's formatting).
-fn round2(f: f64) -> f64 {
+pub fn round2(f: f64) -> f64 {
     if !f.is_finite() {
         return f;
     }

@@ -103,7 +103,7 @@ pub fn float_repr(f: f64) -> String {
         return if f.is_sign_negative() { "-0.0" } else { "0.0" }.into();
     }
     // Rust's `{:e}` is also shortest round-trip: "d.ddde-N".
-    let sci = format!("{f:e}");
+    let sci = nearest_shortest(f, format!("{f:e}"));
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
     let negative = mantissa.starts_with('-');
@@ -132,6 +132,27 @@ pub fn float_repr(f: f64) -> String {
     }
 }
 
+/// Among shortest round-trip digit strings, Python's repr takes the one
+/// nearest the exact value, ties to even (`1457813356820689.25` gives
+/// `...689.2`); Rust's shortest may take the other. The correctly rounded
+/// string of the same length is Python's, when it round-trips. Two strings
+/// of one length can only both round-trip from 16 digits on.
+fn nearest_shortest(f: f64, sci: String) -> String {
+    let digits = sci
+        .split('e')
+        .next()
+        .map_or(0, |m| m.chars().filter(char::is_ascii_digit).count());
+    if digits < 16 {
+        return sci;
+    }
+    let rounded = format!("{:.*e}", digits - 1, f);
+    if rounded.parse::<f64>() == Ok(f) {
+        rounded
+    } else {
+        sci
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +171,7 @@ mod tests {
             (-2.5e-7, "-2.5e-07"),
             (123456789.125, "123456789.125"),
             (1.5e300, "1.5e+300"),
+            (1457813356820689.0 + 0.25, "1457813356820689.2"),
             (-0.0, "-0.0"),
             (f64::INFINITY, "Infinity"),
         ];

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 use tau2_api::bench::Domain;
 
-use super::{load_db, update_db};
+use super::{agent_only_tool, load_db, update_table_db};
 use crate::data::{DataDir, DataError, read_text};
 use crate::db::{Records, Table, TableDb};
 use crate::env::{DomainState, PyErr, PyResult};
@@ -204,16 +204,7 @@ impl DomainState for Airline {
         name: &str,
         args: &Map<String, Value>,
     ) -> PyResult<ToolResult> {
-        if side == Requestor::User {
-            return Err(PyErr::attribute(format!(
-                "'NoneType' object has no attribute '{name}'"
-            )));
-        }
-        let spec = TOOLS.iter().find(|t| t.name == name).ok_or_else(|| {
-            PyErr::attribute(format!("'{QUAL}' object has no attribute '{name}'"))
-        })?;
-        // Environment functions arrive unbound; tool calls were bound already.
-        spec.bind(args)?;
+        agent_only_tool(side, TOOLS, QUAL, name, args)?;
         match name {
             "book_reservation" => self.book_reservation(args),
             "calculate" => {
@@ -261,11 +252,8 @@ impl DomainState for Airline {
     fn update_db(&mut self, side: Requestor, data: &Map<String, Value>) -> PyResult<()> {
         match side {
             Requestor::Assistant => {
-                let mut value = self.db.to_value();
-                update_db::<FlightDb>(&mut value, data)?;
+                let value = update_table_db::<FlightDb>(&mut self.db, data)?;
                 self.origins = Arc::new(index_origins(&value));
-                self.db = TableDb::from_value(value)
-                    .ok_or_else(|| broken("table in the updated database"))?;
                 Ok(())
             }
             Requestor::User => Err(PyErr::attribute(
