@@ -37,13 +37,19 @@ pub struct Episode<'a> {
 impl ChatTokenizer {
     /// Starts an episode from the opening messages (system, first user
     /// message...): its ids are the template with the generation prompt.
-    pub fn start_episode(&self, messages: Vec<Message>, options: RenderOptions) -> Result<Episode<'_>> {
+    pub fn start_episode(
+        &self,
+        messages: Vec<Message>,
+        options: RenderOptions,
+    ) -> Result<Episode<'_>> {
         let options = RenderOptions {
             add_generation_prompt: true,
             ..options
         };
         let prepared = Prepared::new(&messages, &options);
-        let prompt = self.template(&options)?.render_prepared(&prepared, messages.len(), true)?;
+        let prompt = self
+            .template(&options)?
+            .render_prepared(&prepared, messages.len(), true)?;
         let mut seq = MaskedIds::default();
         seq.push(&self.encode(&prompt)?, false);
         Ok(Episode {
@@ -145,7 +151,11 @@ impl Episode<'_> {
             .nth(closed.saturating_sub(1))
             .map(|(p, _)| p + eot.len())
             .filter(|_| closed > 0)
-            .ok_or_else(|| ChatError::State(format!("the template rendered fewer than {closed} end-of-turn tokens")))?;
+            .ok_or_else(|| {
+                ChatError::State(format!(
+                    "the template rendered fewer than {closed} end-of-turn tokens"
+                ))
+            })?;
         let inserted = self.chat.encode(&after[cut..])?;
         self.seq.push(&inserted, false);
         self.awaiting_generation = true;

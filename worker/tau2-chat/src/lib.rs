@@ -16,4 +16,6 @@ pub use error::{ChatError, Result};
 pub use message::{Message, Role, ToolCall};
 pub use template::{ChatTemplate, RenderOptions};
 pub use tokenizer::{ChatTokenizer, Completion, MaskedIds};
-pub use toolcall::{IssueKind, ParseIssue, ParsedTurn, TOOL_CALL_CLOSE, TOOL_CALL_OPEN, parse_tool_calls};
+pub use toolcall::{
+    IssueKind, ParseIssue, ParsedTurn, TOOL_CALL_CLOSE, TOOL_CALL_OPEN, parse_tool_calls,
+};

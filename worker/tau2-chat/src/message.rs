@@ -29,7 +29,11 @@ pub struct Message {
     /// Only hybrid-thinking templates read it; 2507 ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_content: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_empty"
+    )]
     pub tool_calls: Vec<ToolCall>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
@@ -88,7 +92,8 @@ impl Message {
     /// conversations from an API should be normalised before rendering.
     pub fn with_parsed_arguments(mut self) -> Self {
         for call in &mut self.tool_calls {
-            if let Some(Ok(Value::Object(obj))) = call.arguments.as_str().map(serde_json::from_str) {
+            if let Some(Ok(Value::Object(obj))) = call.arguments.as_str().map(serde_json::from_str)
+            {
                 call.arguments = Value::Object(obj);
             }
         }
@@ -176,7 +181,11 @@ impl<'de> Deserialize<'de> for ToolCall {
             _ => return Err(D::Error::custom("tool call without a string `name`")),
         };
         let arguments = function.remove("arguments").unwrap_or_else(|| json!({}));
-        Ok(Self { id, name, arguments })
+        Ok(Self {
+            id,
+            name,
+            arguments,
+        })
     }
 }
 
@@ -212,9 +221,9 @@ mod tests {
             "tool_calls": [{"id": "c1", "type": "function",
                             "function": {"name": "f", "arguments": "{\"a\": 1}"}}]
         });
-        let m = Message::from_openai(wire.clone()).unwrap();
+        let m = Message::from_openai(wire.clone()).expect("succeeds");
         assert_eq!(m.tool_calls[0].arguments, json!("{\"a\": 1}"));
-        assert_eq!(serde_json::to_value(&m).unwrap(), wire);
+        assert_eq!(serde_json::to_value(&m).expect("succeeds"), wire);
         let parsed = m.with_parsed_arguments();
         assert_eq!(parsed.tool_calls[0].arguments, json!({"a": 1}));
         assert_eq!(parsed.tool_calls[0].arguments_json(), "{\"a\":1}");
@@ -226,14 +235,17 @@ mod tests {
             "role": "user",
             "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
         }))
-        .unwrap();
+        .expect("succeeds");
         assert_eq!(m.content.as_deref(), Some("ab"));
         let m = Message::from_openai(json!({
             "role": "assistant", "content": "x", "tool_calls": [{"name": "g", "arguments": {"k": "v"}}]
         }))
-        .unwrap();
+        .expect("succeeds");
         assert_eq!(m.tool_calls[0].name, "g");
-        assert!(Message::from_openai(json!({"role": "assistant", "tool_calls": [{"arguments": {}}]})).is_err());
+        assert!(
+            Message::from_openai(json!({"role": "assistant", "tool_calls": [{"arguments": {}}]}))
+                .is_err()
+        );
         assert!(Message::from_openai(json!({"role": "robot", "content": ""})).is_err());
     }
 }

@@ -57,7 +57,12 @@ fn unserializable(value: &Value) -> Error {
     )
 }
 
-fn write_value(out: &mut String, value: &Value, o: &DumpOptions, depth: usize) -> Result<(), Error> {
+fn write_value(
+    out: &mut String,
+    value: &Value,
+    o: &DumpOptions,
+    depth: usize,
+) -> Result<(), Error> {
     match value.kind() {
         ValueKind::None => out.push_str("null"),
         ValueKind::Bool => out.push_str(if value.is_true() { "true" } else { "false" }),
@@ -138,7 +143,10 @@ fn map_key(key: &Value) -> Result<String, Error> {
         }
         _ => Err(Error::new(
             ErrorKind::InvalidOperation,
-            format!("keys must be str, int, float, bool or None, not {}", key.kind()),
+            format!(
+                "keys must be str, int, float, bool or None, not {}",
+                key.kind()
+            ),
         )),
     }
 }
@@ -168,7 +176,10 @@ pub fn write_string(out: &mut String, s: &str, ensure_ascii: bool) {
             '\t' => out.push_str("\\t"),
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || (ensure_ascii && !c.is_ascii()) || (ensure_ascii && c == '\u{7f}') => {
+            c if (c as u32) < 0x20
+                || (ensure_ascii && !c.is_ascii())
+                || (ensure_ascii && c == '\u{7f}') =>
+            {
                 let mut buf = [0u16; 2];
                 for unit in c.encode_utf16(&mut buf) {
                     let _ = write!(out, "\\u{unit:04x}");
@@ -202,7 +213,11 @@ pub fn float_repr(f: f64) -> String {
     }
     if !(-4..16).contains(&exponent) {
         let rest = &digits[1..];
-        let dot = if rest.is_empty() { String::new() } else { format!(".{rest}") };
+        let dot = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
         let esign = if exponent < 0 { '-' } else { '+' };
         return format!("{sign}{}{dot}e{esign}{:02}", &digits[..1], exponent.abs());
     }
@@ -230,14 +245,19 @@ mod tests {
 
     #[test]
     fn python_spacing_order_and_unicode() {
-        let value = v(serde_json::json!({"z": [1, 2.5, null, true], "a": "café \"q\"\n\u{1}", "m": {}}));
+        let value =
+            v(serde_json::json!({"z": [1, 2.5, null, true], "a": "café \"q\"\n\u{1}", "m": {}}));
         assert_eq!(
-            dumps(&value, &DumpOptions::default()).unwrap(),
+            dumps(&value, &DumpOptions::default()).expect("succeeds"),
             r#"{"z": [1, 2.5, null, true], "a": "café \"q\"\n\u0001", "m": {}}"#
         );
-        let ascii = DumpOptions { ensure_ascii: true, sort_keys: true, ..Default::default() };
+        let ascii = DumpOptions {
+            ensure_ascii: true,
+            sort_keys: true,
+            ..Default::default()
+        };
         assert_eq!(
-            dumps(&v(serde_json::json!({"b": "é😀", "a": 1})), &ascii).unwrap(),
+            dumps(&v(serde_json::json!({"b": "é😀", "a": 1})), &ascii).expect("succeeds"),
             r#"{"a": 1, "b": "\u00e9\ud83d\ude00"}"#
         );
     }
@@ -246,7 +266,10 @@ mod tests {
     fn indent_uses_python_separators() {
         let value = v(serde_json::json!({"a": [1, []], "b": {}}));
         let o = DumpOptions::default().with_indent(Some("  ".into()));
-        assert_eq!(dumps(&value, &o).unwrap(), "{\n  \"a\": [\n    1,\n    []\n  ],\n  \"b\": {}\n}");
+        assert_eq!(
+            dumps(&value, &o).expect("succeeds"),
+            "{\n  \"a\": [\n    1,\n    []\n  ],\n  \"b\": {}\n}"
+        );
     }
 
     #[test]

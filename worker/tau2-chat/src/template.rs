@@ -53,6 +53,7 @@ impl RenderOptions {
 }
 
 /// A compiled chat template.
+#[derive(Clone)]
 pub struct ChatTemplate {
     env: Environment<'static>,
     source: String,
@@ -151,7 +152,9 @@ impl ChatTemplate {
     /// Makes `strftime_now` use a fixed time (reproducible renders).
     pub fn with_fixed_time(mut self, now: chrono::NaiveDateTime) -> Self {
         self.env
-            .add_function("strftime_now", move |format: String| strftime(&now, &format));
+            .add_function("strftime_now", move |format: String| {
+                strftime(&now, &format)
+            });
         self
     }
 
@@ -174,10 +177,16 @@ impl ChatTemplate {
     ) -> Result<String> {
         let mut ctx = self.special_tokens.clone();
         ctx.extend(prepared.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-        ctx.insert("messages".into(), Jv::from(prepared.messages[..end].to_vec()));
+        ctx.insert(
+            "messages".into(),
+            Jv::from(prepared.messages[..end].to_vec()),
+        );
         ctx.insert("tools".into(), prepared.tools.clone());
         ctx.insert("documents".into(), Jv::from(()));
-        ctx.insert("add_generation_prompt".into(), Jv::from(add_generation_prompt));
+        ctx.insert(
+            "add_generation_prompt".into(),
+            Jv::from(add_generation_prompt),
+        );
         let template = self
             .env
             .get_template(NAME)
@@ -231,18 +240,31 @@ fn tojson(value: &Jv, kwargs: Kwargs) -> Result<String, Error> {
         Some(v) => match (v.kind(), v.as_i64(), v.as_str()) {
             (ValueKind::Number, Some(n), _) => Some(" ".repeat(usize::try_from(n).unwrap_or(0))),
             (ValueKind::String, _, Some(s)) => Some(s.to_string()),
-            _ => return Err(Error::new(ErrorKind::InvalidOperation, "indent must be an int or a string")),
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    "indent must be an int or a string",
+                ));
+            }
         },
     };
     options = options.with_indent(indent);
-    if let Some(seps) = kwargs.get::<Option<Jv>>("separators")?.filter(|v| !v.is_none()) {
+    if let Some(seps) = kwargs
+        .get::<Option<Jv>>("separators")?
+        .filter(|v| !v.is_none())
+    {
         let parts: Vec<Jv> = seps.try_iter()?.collect();
         match parts.as_slice() {
             [item, key] if item.as_str().is_some() && key.as_str().is_some() => {
                 options.item_separator = item.as_str().unwrap_or_default().to_string();
                 options.key_separator = key.as_str().unwrap_or_default().to_string();
             }
-            _ => return Err(Error::new(ErrorKind::InvalidOperation, "separators must be two strings")),
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    "separators must be two strings",
+                ));
+            }
         }
     }
     if let Some(sort_keys) = kwargs.get::<Option<bool>>("sort_keys")? {
@@ -260,8 +282,12 @@ fn raise_exception(message: String) -> Result<Jv, Error> {
 /// Python ones. An invalid specifier is a template error, not a panic.
 fn strftime(now: &chrono::NaiveDateTime, format: &str) -> Result<String, Error> {
     let mut out = String::new();
-    write!(out, "{}", now.format(format))
-        .map_err(|_| Error::new(ErrorKind::InvalidOperation, format!("invalid strftime format {format:?}")))?;
+    write!(out, "{}", now.format(format)).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("invalid strftime format {format:?}"),
+        )
+    })?;
     Ok(out)
 }
 
@@ -281,7 +307,7 @@ mod tests {
             .kwarg("none_value", Value::Null)
             .kwarg("flag", json!(true));
         assert_eq!(
-            render(src, &[], &options).unwrap(),
+            render(src, &[], &options).expect("succeeds"),
             "None|True|1.5|1e-05|3|{\"é\": [1, 2.0], \"a\": null}|{\n  \"é\": [\n    1,\n    2.0\n  ],\n  \"a\": null\n}"
         );
     }
@@ -289,23 +315,41 @@ mod tests {
     #[test]
     fn trim_and_lstrip_blocks_like_transformers() {
         let src = "{% for m in messages %}\n  {% if m.role == 'user' %}\n[{{ m.content }}]\n  {% endif %}\n{% endfor %}\n";
-        let out = render(src, &[Message::user("a"), Message::user("b")], &RenderOptions::default()).unwrap();
+        let out = render(
+            src,
+            &[Message::user("a"), Message::user("b")],
+            &RenderOptions::default(),
+        )
+        .expect("succeeds");
         assert_eq!(out, "[a]\n[b]\n");
     }
 
     #[test]
     fn python_string_methods_namespace_and_loop_controls() {
         let src = "{%- set ns = namespace(n=0) %}{% for m in messages[::-1] %}{% if m.content.startswith('<x>') %}{% continue %}{% endif %}{% set ns.n = ns.n + 1 %}{{ m.content.split('|')[-1].strip() }}{% endfor %}{{ ns.n }}";
-        let msgs = [Message::user("a| b "), Message::user("<x>"), Message::user("c")];
-        assert_eq!(render(src, &msgs, &RenderOptions::default()).unwrap(), "cb2");
+        let msgs = [
+            Message::user("a| b "),
+            Message::user("<x>"),
+            Message::user("c"),
+        ];
+        assert_eq!(
+            render(src, &msgs, &RenderOptions::default()).expect("succeeds"),
+            "cb2"
+        );
     }
 
     #[test]
     fn raise_exception_and_bad_templates_are_errors() {
-        let err = render("{{ raise_exception('no system') }}", &[], &RenderOptions::default()).unwrap_err();
+        let err = render(
+            "{{ raise_exception('no system') }}",
+            &[],
+            &RenderOptions::default(),
+        )
+        .expect_err("fails");
         assert!(err.to_string().contains("no system"), "{err}");
         assert!(ChatTemplate::new("{% if %}").is_err());
-        let err = render("{{ messages[0].role }}", &[], &RenderOptions::default()).unwrap_err();
+        let err =
+            render("{{ messages[0].role }}", &[], &RenderOptions::default()).expect_err("fails");
         assert!(matches!(err, ChatError::Template(_)));
     }
 
@@ -313,14 +357,17 @@ mod tests {
     fn strftime_now_and_special_tokens() {
         let now = chrono::NaiveDate::from_ymd_opt(2025, 7, 4)
             .and_then(|d| d.and_hms_opt(9, 5, 0))
-            .unwrap();
+            .expect("succeeds");
         let t = ChatTemplate::new("{{ bos_token }}{{ strftime_now('%d %B %Y') }}{{ eos_token }}")
-            .unwrap()
+            .expect("succeeds")
             .with_special_token("bos_token", None)
             .with_special_token("eos_token", Some("<e>"))
             .with_fixed_time(now);
-        assert_eq!(t.render(&[], &RenderOptions::default()).unwrap(), "04 July 2025<e>");
-        let bad = ChatTemplate::new("{{ strftime_now('%Q') }}").unwrap();
+        assert_eq!(
+            t.render(&[], &RenderOptions::default()).expect("succeeds"),
+            "04 July 2025<e>"
+        );
+        let bad = ChatTemplate::new("{{ strftime_now('%Q') }}").expect("succeeds");
         assert!(bad.render(&[], &RenderOptions::default()).is_err());
     }
 }

@@ -52,6 +52,7 @@ pub struct Completion {
 }
 
 /// A tokenizer with its chat template and stop tokens.
+#[derive(Clone)]
 pub struct ChatTokenizer {
     tokenizer: Tokenizer,
     template: Option<ChatTemplate>,
@@ -104,11 +105,16 @@ impl ChatTokenizer {
     /// tokens, `generation_config.json` when present.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
-        let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
-            .map_err(|e| ChatError::Tokenizer(format!("{}: {e}", dir.join("tokenizer.json").display())))?;
+        let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| {
+            ChatError::Tokenizer(format!("{}: {e}", dir.join("tokenizer.json").display()))
+        })?;
         let config = read_json(&dir.join("tokenizer_config.json"))?;
         let jinja: PathBuf = dir.join("chat_template.jinja");
-        let template = if jinja.is_file() { Some(read(&jinja)?) } else { None };
+        let template = if jinja.is_file() {
+            Some(read(&jinja)?)
+        } else {
+            None
+        };
         let generation = dir.join("generation_config.json");
         let generation = if generation.is_file() {
             Some(read_json(&generation)?)
@@ -119,7 +125,11 @@ impl ChatTokenizer {
     }
 
     /// Builds from an in-memory `tokenizer.json` text and config values.
-    pub fn from_json(tokenizer_json: &str, config: &Value, template: Option<String>) -> Result<Self> {
+    pub fn from_json(
+        tokenizer_json: &str,
+        config: &Value,
+        template: Option<String>,
+    ) -> Result<Self> {
         let tokenizer = Tokenizer::from_str(tokenizer_json).map_err(ChatError::tokenizer)?;
         Self::from_parts(tokenizer, config, template, None)
     }
@@ -133,13 +143,16 @@ impl ChatTokenizer {
     ) -> Result<Self> {
         let end_of_turn = token_text(config.get("eos_token"))
             .ok_or_else(|| ChatError::Config("tokenizer_config.json has no eos_token".into()))?;
-        let end_of_turn_id = tokenizer
-            .token_to_id(&end_of_turn)
-            .ok_or_else(|| ChatError::Config(format!("eos_token {end_of_turn:?} is not in the vocabulary")))?;
-        let specials: Vec<(&str, Option<String>)> = ["bos_token", "eos_token", "unk_token", "pad_token"]
-            .into_iter()
-            .map(|k| (k, token_text(config.get(k))))
-            .collect();
+        let end_of_turn_id = tokenizer.token_to_id(&end_of_turn).ok_or_else(|| {
+            ChatError::Config(format!(
+                "eos_token {end_of_turn:?} is not in the vocabulary"
+            ))
+        })?;
+        let specials: Vec<(&str, Option<String>)> =
+            ["bos_token", "eos_token", "unk_token", "pad_token"]
+                .into_iter()
+                .map(|k| (k, token_text(config.get(k))))
+                .collect();
         let pad_id = specials
             .iter()
             .find(|(k, _)| *k == "pad_token")
@@ -153,7 +166,10 @@ impl ChatTokenizer {
                 // A list of named templates: "default", and "tool_use" for requests with tools.
                 Some(Value::Array(named)) => {
                     for entry in named {
-                        let source = entry.get("template").and_then(Value::as_str).map(str::to_string);
+                        let source = entry
+                            .get("template")
+                            .and_then(Value::as_str)
+                            .map(str::to_string);
                         match entry.get("name").and_then(Value::as_str) {
                             Some("default") => template_src = source,
                             Some("tool_use") => tool_src = source,
@@ -226,7 +242,11 @@ impl ChatTokenizer {
 
     /// The template transformers would pick for these options.
     pub fn template(&self, options: &RenderOptions) -> Result<&ChatTemplate> {
-        let tool = if options.tools.is_some() { self.tool_template.as_ref() } else { None };
+        let tool = if options.tools.is_some() {
+            self.tool_template.as_ref()
+        } else {
+            None
+        };
         tool.or(self.template.as_ref())
             .ok_or_else(|| ChatError::Config("the tokenizer has no chat_template".into()))
     }
@@ -339,7 +359,12 @@ impl ChatTokenizer {
                 // Each boundary must fall between tokens of the whole text.
                 let n = out.ids.len();
                 if whole.get(..n) != Some(&out.ids[..]) {
-                    let token = out.ids.iter().zip(&whole).take_while(|(a, b)| a == b).count();
+                    let token = out
+                        .ids
+                        .iter()
+                        .zip(&whole)
+                        .take_while(|(a, b)| a == b)
+                        .count();
                     // A first token that differs points at the opening boundary.
                     let at = if token == before { begin } else { end };
                     return Err(ChatError::TokenBoundary {

@@ -61,24 +61,33 @@ impl ParsedTurn {
 
     /// Issues that lost a call (everything except the accepted oddities).
     pub fn errors(&self) -> impl Iterator<Item = &ParseIssue> {
-        self.issues
-            .iter()
-            .filter(|i| !matches!(i.kind, IssueKind::ArgumentsAsString | IssueKind::Unterminated))
+        self.issues.iter().filter(|i| {
+            !matches!(
+                i.kind,
+                IssueKind::ArgumentsAsString | IssueKind::Unterminated
+            )
+        })
     }
 
     /// The assistant message, with call ids `call_<prefix>_<n>` (OpenAI
-    /// requires ids; tau2 matches results by position anyway).
+    /// requires ids; tau2 matches results by position anyway). Its content
+    /// is `""` rather than null when there is no text: templates that
+    /// concatenate or search the content (Qwen3's hybrid one) fail on null,
+    /// and the 2507 template renders both the same; an OpenAI response
+    /// should map `""` with tool calls to null.
     pub fn into_message(self, id_prefix: &str) -> Message {
         let calls = self
             .calls
             .into_iter()
             .enumerate()
             .map(|(i, c)| {
-                let id = c.id.clone().unwrap_or_else(|| format!("call_{id_prefix}_{i}"));
+                let id =
+                    c.id.clone()
+                        .unwrap_or_else(|| format!("call_{id_prefix}_{i}"));
                 c.with_id(id)
             })
             .collect();
-        Message::assistant_calls(self.content, calls)
+        Message::assistant_calls(Some(self.content.unwrap_or_default()), calls)
     }
 }
 
@@ -109,9 +118,11 @@ pub fn parse_tool_calls(text: &str) -> ParsedTurn {
         let close = inner_start.find(TOOL_CALL_CLOSE);
         let reopen = inner_start.find(TOOL_CALL_OPEN);
         let (raw, next, terminated) = match (close, reopen) {
-            (Some(c), r) if r.is_none_or(|r| c < r) => {
-                (&inner_start[..c], &inner_start[c + TOOL_CALL_CLOSE.len()..], true)
-            }
+            (Some(c), r) if r.is_none_or(|r| c < r) => (
+                &inner_start[..c],
+                &inner_start[c + TOOL_CALL_CLOSE.len()..],
+                true,
+            ),
             (_, Some(r)) => (&inner_start[..r], &inner_start[r..], false),
             _ => (inner_start, "", false),
         };
@@ -134,12 +145,18 @@ fn parse_block(raw: &str, block: usize, terminated: bool, turn: &mut ParsedTurn)
         })
     };
     if !terminated {
-        issue(IssueKind::Unterminated, "`<tool_call>` without `</tool_call>`".into());
+        issue(
+            IssueKind::Unterminated,
+            "`<tool_call>` without `</tool_call>`".into(),
+        );
     }
     let object = match serde_json::from_str::<Value>(raw.trim()) {
         Ok(Value::Object(o)) => o,
         Ok(other) => {
-            issue(IssueKind::NotAnObject, format!("expected a JSON object, got {other}"));
+            issue(
+                IssueKind::NotAnObject,
+                format!("expected a JSON object, got {other}"),
+            );
             return;
         }
         Err(e) => {
@@ -150,7 +167,10 @@ fn parse_block(raw: &str, block: usize, terminated: bool, turn: &mut ParsedTurn)
     let name = match object.get("name") {
         Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
         _ => {
-            issue(IssueKind::MissingName, "the call has no string `name`".into());
+            issue(
+                IssueKind::MissingName,
+                "the call has no string `name`".into(),
+            );
             return;
         }
     };
@@ -159,16 +179,25 @@ fn parse_block(raw: &str, block: usize, terminated: bool, turn: &mut ParsedTurn)
         Some(Value::Object(o)) => o.clone(),
         Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
             Ok(Value::Object(o)) => {
-                issue(IssueKind::ArgumentsAsString, "`arguments` was a JSON string".into());
+                issue(
+                    IssueKind::ArgumentsAsString,
+                    "`arguments` was a JSON string".into(),
+                );
                 o
             }
             _ => {
-                issue(IssueKind::InvalidArguments, "`arguments` is a string that holds no JSON object".into());
+                issue(
+                    IssueKind::InvalidArguments,
+                    "`arguments` is a string that holds no JSON object".into(),
+                );
                 return;
             }
         },
         Some(other) => {
-            issue(IssueKind::InvalidArguments, format!("`arguments` must be an object, got {other}"));
+            issue(
+                IssueKind::InvalidArguments,
+                format!("`arguments` must be an object, got {other}"),
+            );
             return;
         }
     };
@@ -215,12 +244,16 @@ mod tests {
         assert_eq!(kinds(&t), vec![IssueKind::Unterminated]);
         assert_eq!(t.errors().count(), 0);
         // Invalid JSON, then a good block.
-        let t = parse_tool_calls("<tool_call>{\"name\": \"a\", </tool_call><tool_call>{\"name\": \"b\"}</tool_call>");
+        let t = parse_tool_calls(
+            "<tool_call>{\"name\": \"a\", </tool_call><tool_call>{\"name\": \"b\"}</tool_call>",
+        );
         assert_eq!(kinds(&t), vec![IssueKind::InvalidJson]);
         assert_eq!(t.calls.len(), 1);
         assert_eq!(t.calls[0].name, "b");
         // Arguments as a string holding an object.
-        let t = parse_tool_calls("<tool_call>{\"name\": \"a\", \"arguments\": \"{\\\"x\\\": 1}\"}</tool_call>");
+        let t = parse_tool_calls(
+            "<tool_call>{\"name\": \"a\", \"arguments\": \"{\\\"x\\\": 1}\"}</tool_call>",
+        );
         assert_eq!(t.calls[0].arguments, json!({"x": 1}));
         assert_eq!(kinds(&t), vec![IssueKind::ArgumentsAsString]);
         // Missing name, bad arguments, not an object, unmatched close, reopened block.

@@ -14,25 +14,36 @@ fn tools() -> RenderOptions {
 #[test]
 fn renders_the_documented_2507_example() {
     let chat = tiny(TEMPLATE_2507);
-    let text = chat.render(&weather_conversation(), &tools()).unwrap();
+    let text = chat
+        .render(&weather_conversation(), &tools())
+        .expect("succeeds");
     assert_eq!(text, WEATHER_RENDERED);
     let prompt = chat
-        .render(&weather_conversation()[..2], &tools().generation_prompt(true))
-        .unwrap();
+        .render(
+            &weather_conversation()[..2],
+            &tools().generation_prompt(true),
+        )
+        .expect("succeeds");
     assert!(prompt.ends_with("Weather in Paris?<|im_end|>\n<|im_start|>assistant\n"));
     // Without tools and without a system message there is no system turn at all.
     let bare = chat
-        .render(&[Message::user("hi")], &RenderOptions::default().generation_prompt(true))
-        .unwrap();
-    assert_eq!(bare, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+        .render(
+            &[Message::user("hi")],
+            &RenderOptions::default().generation_prompt(true),
+        )
+        .expect("succeeds");
+    assert_eq!(
+        bare,
+        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    );
 }
 
 #[test]
 fn sft_mask_covers_exactly_assistant_turns() {
     let chat = tiny(TEMPLATE_2507);
     let conv = weather_conversation();
-    let seq = chat.encode_sft(&conv, &tools()).unwrap();
-    assert_eq!(seq.ids, chat.encode(WEATHER_RENDERED).unwrap());
+    let seq = chat.encode_sft(&conv, &tools()).expect("succeeds");
+    assert_eq!(seq.ids, chat.encode(WEATHER_RENDERED).expect("succeeds"));
     assert_eq!(seq.mask.len(), seq.ids.len());
     assert_eq!(
         masked_spans(&chat, &seq.ids, &seq.mask),
@@ -67,7 +78,9 @@ fn sft_mask_covers_exactly_assistant_turns() {
         Message::system("be brief"),
         Message::assistant("Done."),
     ];
-    let seq = chat.encode_sft(&conv, &RenderOptions::default()).unwrap();
+    let seq = chat
+        .encode_sft(&conv, &RenderOptions::default())
+        .expect("succeeds");
     assert_eq!(
         masked_spans(&chat, &seq.ids, &seq.mask),
         [
@@ -76,7 +89,9 @@ fn sft_mask_covers_exactly_assistant_turns() {
         ]
     );
     // No assistant turn: nothing to train on.
-    let seq = chat.encode_sft(&[Message::user("x")], &RenderOptions::default()).unwrap();
+    let seq = chat
+        .encode_sft(&[Message::user("x")], &RenderOptions::default())
+        .expect("succeeds");
     assert!(!seq.mask.contains(&true));
 }
 
@@ -86,11 +101,26 @@ fn sft_rejects_templates_that_are_not_prefix_stable() {
     let hybrid = "{% for m in messages %}<|im_start|>{{ m.role }}\n{% if m.role == 'assistant' and loop.last %}<think>\n\n</think>\n\n{% endif %}{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
     let chat = tiny(hybrid);
     let one = [Message::user("q"), Message::assistant("a")];
-    let seq = chat.encode_sft(&one, &RenderOptions::default()).unwrap();
-    assert_eq!(masked_spans(&chat, &seq.ids, &seq.mask), ["<think>\n\n</think>\n\na<|im_end|>"]);
-    let two = [Message::user("q"), Message::assistant("a"), Message::user("q2"), Message::assistant("b")];
-    let err = chat.encode_sft(&two, &RenderOptions::default()).unwrap_err();
-    assert!(matches!(err, ChatError::NotPrefixStable { message: 1, .. }), "{err}");
+    let seq = chat
+        .encode_sft(&one, &RenderOptions::default())
+        .expect("succeeds");
+    assert_eq!(
+        masked_spans(&chat, &seq.ids, &seq.mask),
+        ["<think>\n\n</think>\n\na<|im_end|>"]
+    );
+    let two = [
+        Message::user("q"),
+        Message::assistant("a"),
+        Message::user("q2"),
+        Message::assistant("b"),
+    ];
+    let err = chat
+        .encode_sft(&two, &RenderOptions::default())
+        .expect_err("fails");
+    assert!(
+        matches!(err, ChatError::NotPrefixStable { message: 1, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("not prefix-stable"));
 }
 
@@ -99,46 +129,55 @@ fn sft_rejects_merges_across_turn_boundaries() {
     // "assistant\n" + "\nHi": the tiny vocabulary merges "\n\n" across the header boundary.
     let chat = tiny(TEMPLATE_2507);
     let conv = [Message::user("q"), Message::assistant("\nHi")];
-    let err = chat.encode_sft(&conv, &RenderOptions::default()).unwrap_err();
+    let err = chat
+        .encode_sft(&conv, &RenderOptions::default())
+        .expect_err("fails");
     assert!(matches!(err, ChatError::TokenBoundary { .. }), "{err}");
 }
 
 #[test]
 fn sft_reports_template_errors() {
     let chat = tiny("{{ raise_exception('only user/assistant') }}");
-    let err = chat.encode_sft(&[Message::user("q")], &RenderOptions::default()).unwrap_err();
+    let err = chat
+        .encode_sft(&[Message::user("q")], &RenderOptions::default())
+        .expect_err("fails");
     assert!(err.to_string().contains("only user/assistant"), "{err}");
 }
 
 #[test]
 fn decode_completion_strips_stop_tokens() {
     let chat = tiny(TEMPLATE_2507);
-    let mut ids = chat.encode("Hi <tool_call>").unwrap();
+    let mut ids = chat.encode("Hi <tool_call>").expect("succeeds");
     let eot = chat.end_of_turn_id();
-    let eos = chat.token_to_id("<|endoftext|>").unwrap();
+    let eos = chat.token_to_id("<|endoftext|>").expect("succeeds");
     assert_eq!(chat.stop_ids(), [eot, eos]);
     ids.push(eot);
-    ids.extend(chat.encode("ignored").unwrap());
-    let c = chat.decode_completion(&ids).unwrap();
+    ids.extend(chat.encode("ignored").expect("succeeds"));
+    let c = chat.decode_completion(&ids).expect("succeeds");
     assert_eq!(c.text, "Hi <tool_call>");
     assert_eq!(c.stop, Some(eot));
     assert_eq!(c.ids.last(), Some(&eot));
-    let c = chat.decode_completion(&[eos]).unwrap();
+    let c = chat.decode_completion(&[eos]).expect("succeeds");
     assert_eq!((c.text.as_str(), c.stop), ("", Some(eos)));
     // Special tokens in the middle are dropped from the text; no stop means truncated.
-    let mut ids = chat.encode("a").unwrap();
-    ids.push(chat.token_to_id("<|im_start|>").unwrap());
-    ids.extend(chat.encode("b").unwrap());
-    let c = chat.decode_completion(&ids).unwrap();
+    let mut ids = chat.encode("a").expect("succeeds");
+    ids.push(chat.token_to_id("<|im_start|>").expect("succeeds"));
+    ids.extend(chat.encode("b").expect("succeeds"));
+    let c = chat.decode_completion(&ids).expect("succeeds");
     assert_eq!((c.text.as_str(), c.stop), ("ab", None));
-    assert!(chat.decode_completion(&[]).unwrap().text.is_empty());
+    assert!(
+        chat.decode_completion(&[])
+            .expect("succeeds")
+            .text
+            .is_empty()
+    );
     // Ids outside the vocabulary are skipped by the decoder, not a panic.
     let _ = chat.decode_completion(&[u32::MAX, 3]);
 }
 
 /// The ids the model would generate for an assistant turn: its rendering, then <|im_end|>.
 fn generated(chat: &ChatTokenizer, text: &str) -> Vec<u32> {
-    let mut ids = chat.encode(text).unwrap();
+    let mut ids = chat.encode(text).expect("succeeds");
     ids.push(chat.end_of_turn_id());
     ids
 }
@@ -147,34 +186,58 @@ fn generated(chat: &ChatTokenizer, text: &str) -> Vec<u32> {
 fn episodes_are_id_exact_and_mask_the_sampled_tokens() {
     let chat = tiny(TEMPLATE_2507);
     let conv = weather_conversation();
-    let mut ep = chat.start_episode(conv[..2].to_vec(), tools()).unwrap();
+    let mut ep = chat
+        .start_episode(conv[..2].to_vec(), tools())
+        .expect("succeeds");
     let prompt_len = ep.context().len();
-    assert_eq!(ep.context(), chat.render_ids(&conv[..2], &tools().generation_prompt(true)).unwrap());
+    assert_eq!(
+        ep.context(),
+        chat.render_ids(&conv[..2], &tools().generation_prompt(true))
+            .expect("succeeds")
+    );
 
     let call = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
     let first = generated(&chat, call);
-    let turn = ep.push_generated(&first).unwrap();
+    let turn = ep.push_generated(&first).expect("succeeds");
     assert!(turn.parsed.is_clean());
     assert_eq!(turn.message.tool_calls[0].name, "get_weather");
     assert_eq!(turn.message.tool_calls[0].id.as_deref(), Some("call_t0_0"));
-    assert!(matches!(ep.push_generated(&first), Err(ChatError::State(_))));
+    assert!(matches!(
+        ep.push_generated(&first),
+        Err(ChatError::State(_))
+    ));
 
-    ep.push_messages(&[Message::tool("call_t0_0", "{\"temp\": 21}")]).unwrap();
-    assert!(matches!(ep.push_messages(&[Message::user("x")]), Err(ChatError::State(_))));
+    ep.push_messages(&[Message::tool("call_t0_0", "{\"temp\": 21}")])
+        .expect("succeeds");
+    assert!(matches!(
+        ep.push_messages(&[Message::user("x")]),
+        Err(ChatError::State(_))
+    ));
     let second = generated(&chat, "It is 21°C in Paris.");
-    let turn = ep.push_generated(&second).unwrap();
-    assert_eq!(turn.message.content.as_deref(), Some("It is 21°C in Paris."));
+    let turn = ep.push_generated(&second).expect("succeeds");
+    assert_eq!(
+        turn.message.content.as_deref(),
+        Some("It is 21°C in Paris.")
+    );
     assert_eq!(turn.message.role, Role::Assistant);
 
     // Same ids as tokenizing the whole rendered conversation (up to the final <|im_end|>).
-    let whole = chat.encode(WEATHER_RENDERED.trim_end_matches('\n')).unwrap();
+    let whole = chat
+        .encode(WEATHER_RENDERED.trim_end_matches('\n'))
+        .expect("succeeds");
     let seq = ep.sequence().clone();
     assert_eq!(seq.ids, whole);
-    assert_eq!(seq.mask.iter().filter(|m| **m).count(), first.len() + second.len());
+    assert_eq!(
+        seq.mask.iter().filter(|m| **m).count(),
+        first.len() + second.len()
+    );
     assert!(!seq.mask[..prompt_len].contains(&true));
     assert_eq!(
         masked_spans(&chat, &seq.ids, &seq.mask),
-        [format!("{call}<|im_end|>"), "It is 21°C in Paris.<|im_end|>".to_string()]
+        [
+            format!("{call}<|im_end|>"),
+            "It is 21°C in Paris.<|im_end|>".to_string()
+        ]
     );
     assert_eq!(ep.messages().len(), 5);
 }
@@ -184,19 +247,28 @@ fn episodes_keep_generated_ids_verbatim() {
     let chat = tiny(TEMPLATE_2507);
     let mut ep = chat
         .start_episode(vec![Message::user("q")], RenderOptions::default())
-        .unwrap();
+        .expect("succeeds");
     // "\n" "\n" as two byte tokens, where tokenizing the text would give the merged id 256.
-    let nl = chat.encode("\n").unwrap()[0];
-    let sampled = vec![chat.encode("a").unwrap()[0], nl, nl, chat.end_of_turn_id()];
-    ep.push_generated(&sampled).unwrap();
-    ep.push_messages(&[Message::user("more")]).unwrap();
+    let nl = chat.encode("\n").expect("succeeds")[0];
+    let sampled = vec![
+        chat.encode("a").expect("succeeds")[0],
+        nl,
+        nl,
+        chat.end_of_turn_id(),
+    ];
+    ep.push_generated(&sampled).expect("succeeds");
+    ep.push_messages(&[Message::user("more")])
+        .expect("succeeds");
     let seq = ep.into_sequence();
-    let start = seq.mask.iter().position(|m| *m).unwrap();
+    let start = seq.mask.iter().position(|m| *m).expect("succeeds");
     assert_eq!(&seq.ids[start..start + 4], &sampled[..]);
     assert_eq!(seq.mask[start..start + 4], [true; 4]);
     // The inserted part: "\n<|im_start|>user\nmore<|im_end|>\n<|im_start|>assistant\n".
-    let tail = chat.decode(&seq.ids[start + 4..], false).unwrap();
-    assert_eq!(tail, "\n<|im_start|>user\nmore<|im_end|>\n<|im_start|>assistant\n");
+    let tail = chat.decode(&seq.ids[start + 4..], false).expect("succeeds");
+    assert_eq!(
+        tail,
+        "\n<|im_start|>user\nmore<|im_end|>\n<|im_start|>assistant\n"
+    );
     assert!(!seq.mask[start + 4..].contains(&true));
 }
 
@@ -205,9 +277,11 @@ fn truncated_generations_get_an_inserted_end_of_turn() {
     let chat = tiny(TEMPLATE_2507);
     let mut ep = chat
         .start_episode(vec![Message::user("q")], RenderOptions::default())
-        .unwrap();
-    let cut = chat.encode("<tool_call>\n{\"name\": \"get_we").unwrap();
-    let turn = ep.push_generated(&cut).unwrap();
+        .expect("succeeds");
+    let cut = chat
+        .encode("<tool_call>\n{\"name\": \"get_we")
+        .expect("succeeds");
+    let turn = ep.push_generated(&cut).expect("succeeds");
     assert_eq!(turn.completion.stop, None);
     assert_eq!(turn.parsed.errors().count(), 1);
     assert!(turn.message.tool_calls.is_empty());
@@ -215,7 +289,8 @@ fn truncated_generations_get_an_inserted_end_of_turn() {
     assert_eq!(seq.ids.last(), Some(&chat.end_of_turn_id()));
     assert_eq!(seq.mask.last(), Some(&false));
     assert_eq!(seq.mask.iter().filter(|m| **m).count(), cut.len());
-    ep.push_messages(&[Message::user("again")]).unwrap();
+    ep.push_messages(&[Message::user("again")])
+        .expect("succeeds");
 }
 
 #[test]
@@ -226,39 +301,60 @@ fn episodes_work_with_templates_that_rewrite_the_last_turn() {
     let chat = tiny(hybrid);
     let mut ep = chat
         .start_episode(vec![Message::user("q")], RenderOptions::default())
-        .unwrap();
-    ep.push_generated(&generated(&chat, "a")).unwrap();
+        .expect("succeeds");
+    ep.push_generated(&generated(&chat, "a")).expect("succeeds");
     let before = ep.context().len();
-    ep.push_messages(&[Message::user("q2")]).unwrap();
-    let tail = chat.decode(&ep.context()[before..], false).unwrap();
-    assert_eq!(tail, "\n<|im_start|>user\nq2<|im_end|>\n<|im_start|>assistant\n");
+    ep.push_messages(&[Message::user("q2")]).expect("succeeds");
+    let tail = chat
+        .decode(&ep.context()[before..], false)
+        .expect("succeeds");
+    assert_eq!(
+        tail,
+        "\n<|im_start|>user\nq2<|im_end|>\n<|im_start|>assistant\n"
+    );
 }
 
 #[test]
 fn named_templates_and_model_directories() {
     let dir = std::env::temp_dir().join(format!("tau2-chat-dir-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("tokenizer.json"), tiny_tokenizer_json()).unwrap();
+    std::fs::create_dir_all(&dir).expect("succeeds");
+    std::fs::write(dir.join("tokenizer.json"), tiny_tokenizer_json()).expect("succeeds");
     let mut config = tiny_config();
     config["chat_template"] = json!([
         {"name": "default", "template": "D{{ messages|length }}"},
         {"name": "tool_use", "template": "T{{ tools|length }}"}
     ]);
     config["eos_token"] = json!({"content": "<|im_end|>", "special": true});
-    std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).unwrap();
-    std::fs::write(dir.join("generation_config.json"), r#"{"eos_token_id": [259, 257]}"#).unwrap();
-    let chat = ChatTokenizer::from_dir(&dir).unwrap();
+    std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).expect("succeeds");
+    std::fs::write(
+        dir.join("generation_config.json"),
+        r#"{"eos_token_id": [259, 257]}"#,
+    )
+    .expect("succeeds");
+    let chat = ChatTokenizer::from_dir(&dir).expect("succeeds");
     assert_eq!(chat.stop_ids(), [259, 257]);
     let msgs = [Message::user("x")];
-    assert_eq!(chat.render(&msgs, &RenderOptions::default()).unwrap(), "D1");
-    assert_eq!(chat.render(&msgs, &tools()).unwrap(), "T1");
+    assert_eq!(
+        chat.render(&msgs, &RenderOptions::default())
+            .expect("succeeds"),
+        "D1"
+    );
+    assert_eq!(chat.render(&msgs, &tools()).expect("succeeds"), "T1");
     // chat_template.jinja wins over the config, as in transformers.
-    std::fs::write(dir.join("chat_template.jinja"), "J{{ eos_token }}").unwrap();
-    let chat = ChatTokenizer::from_dir(&dir).unwrap();
-    assert_eq!(chat.render(&msgs, &tools()).unwrap(), "J<|im_end|>");
-    let chat = chat.with_template("W{{ eos_token }}{{ pad_token }}").unwrap();
-    assert_eq!(chat.render(&msgs, &tools()).unwrap(), "W<|im_end|><|endoftext|>");
-    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("chat_template.jinja"), "J{{ eos_token }}").expect("succeeds");
+    let chat = ChatTokenizer::from_dir(&dir).expect("succeeds");
+    assert_eq!(
+        chat.render(&msgs, &tools()).expect("succeeds"),
+        "J<|im_end|>"
+    );
+    let chat = chat
+        .with_template("W{{ eos_token }}{{ pad_token }}")
+        .expect("succeeds");
+    assert_eq!(
+        chat.render(&msgs, &tools()).expect("succeeds"),
+        "W<|im_end|><|endoftext|>"
+    );
+    std::fs::remove_dir_all(&dir).expect("succeeds");
 
     assert!(matches!(
         ChatTokenizer::from_dir("/nonexistent/tau2-chat"),
@@ -266,6 +362,10 @@ fn named_templates_and_model_directories() {
     ));
     let no_eos = ChatTokenizer::from_json(&tiny_tokenizer_json(), &json!({}), None);
     assert!(matches!(no_eos, Err(ChatError::Config(_))));
-    let no_template = ChatTokenizer::from_json(&tiny_tokenizer_json(), &tiny_config(), None).unwrap();
-    assert!(matches!(no_template.render(&msgs, &RenderOptions::default()), Err(ChatError::Config(_))));
+    let no_template =
+        ChatTokenizer::from_json(&tiny_tokenizer_json(), &tiny_config(), None).expect("succeeds");
+    assert!(matches!(
+        no_template.render(&msgs, &RenderOptions::default()),
+        Err(ChatError::Config(_))
+    ));
 }

