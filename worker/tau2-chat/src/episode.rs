@@ -87,7 +87,10 @@ impl Episode<'_> {
     /// rest is ignored) as policy tokens, and parses it into an assistant
     /// message. A turn cut by the length limit, or ended by another stop
     /// token, gets the end-of-turn token appended as a non-policy token so
-    /// that the next turn's context stays well-formed.
+    /// that the next turn's context stays well-formed. The returned
+    /// `completion.ids` are exactly the ids appended as policy tokens, so
+    /// sampling log-probabilities of the first `completion.ids.len()`
+    /// generated tokens line up with the mask.
     pub fn push_generated(&mut self, generated: &[u32]) -> Result<GeneratedTurn> {
         if !self.awaiting_generation {
             return Err(ChatError::State(

@@ -83,10 +83,62 @@ fn jv<T: serde::Serialize>(value: &T) -> Jv {
     Jv::from(minijinja::value::Serde(value))
 }
 
+/// A message as transformers hands it to the template: keys whose value is
+/// null dropped (so `content: null` is undefined, not `None`), and the
+/// reasoning also under `thinking` (first), which gpt-oss-style templates read.
+fn message_value(message: &Message) -> Jv {
+    let Ok(Value::Object(fields)) = serde_json::to_value(message) else {
+        return jv(message);
+    };
+    let mut out = Map::new();
+    if let Some(reasoning) = &message.reasoning_content {
+        out.insert("thinking".into(), Value::String(reasoning.clone()));
+    }
+    out.extend(fields.into_iter().filter(|(_, v)| !v.is_null()));
+    jv(&out)
+}
+
+/// Rewrites transformers' `{% generation %}` / `{% endgeneration %}` tags
+/// (assistant-mask markers that render their body unchanged) into
+/// `{% if true %}` / `{% endif %}`, which MiniJinja knows and which keep the
+/// tags' whitespace control (`-`, trim_blocks, lstrip_blocks) exactly.
+fn rewrite_generation_tags(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(start) = rest.find("{%") {
+        let (before, tag) = rest.split_at(start);
+        out.push_str(before);
+        let Some(end) = tag.find("%}") else {
+            rest = tag;
+            break;
+        };
+        let inner = &tag[2..end];
+        let body = inner
+            .trim_start_matches(['-', '+'])
+            .trim_end_matches(['-', '+']);
+        let replacement = match body.trim() {
+            "generation" => Some("if true"),
+            "endgeneration" => Some("endif"),
+            _ => None,
+        };
+        match replacement {
+            Some(r) => {
+                out.push_str("{%");
+                out.push_str(&inner.replacen(body.trim(), r, 1));
+                out.push_str("%}");
+            }
+            None => out.push_str(&tag[..end + 2]),
+        }
+        rest = &tag[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
 impl Prepared {
     pub(crate) fn new(messages: &[Message], options: &RenderOptions) -> Self {
         Self {
-            messages: messages.iter().map(jv).collect(),
+            messages: messages.iter().map(message_value).collect(),
             tools: match &options.tools {
                 Some(tools) => jv(tools),
                 None => Jv::from(()),
@@ -100,7 +152,7 @@ impl Prepared {
     }
 
     pub(crate) fn push(&mut self, message: &Message) {
-        self.messages.push(jv(message));
+        self.messages.push(message_value(message));
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -128,7 +180,7 @@ impl ChatTemplate {
         env.add_function("strftime_now", |format: String| {
             strftime(&chrono::Local::now().naive_local(), &format)
         });
-        env.add_template_owned(NAME, source.clone())
+        env.add_template_owned(NAME, rewrite_generation_tags(&source))
             .map_err(|e| ChatError::Template(describe(&e)))?;
         Ok(Self {
             env,
@@ -162,8 +214,14 @@ impl ChatTemplate {
         &self.source
     }
 
-    /// `tokenizer.apply_chat_template(messages, tokenize=False, ...)`.
+    /// `tokenizer.apply_chat_template(messages, tokenize=False, ...)`,
+    /// which refuses an empty conversation before rendering.
     pub fn render(&self, messages: &[Message], options: &RenderOptions) -> Result<String> {
+        if messages.is_empty() {
+            return Err(ChatError::Message(
+                "cannot apply the chat template to an empty conversation".into(),
+            ));
+        }
         let prepared = Prepared::new(messages, options);
         self.render_prepared(&prepared, prepared.len(), options.add_generation_prompt)
     }
@@ -303,11 +361,12 @@ mod tests {
     #[test]
     fn python_values_and_tojson() {
         let src = "{{ none_value }}|{{ flag }}|{{ 1.5 }}|{{ 1e-5 }}|{{ 3 }}|{{ tools[0] | tojson }}|{{ tools[0] | tojson(indent=2) }}";
+        let one = [Message::user("x")];
         let options = RenderOptions::with_tools(vec![json!({"é": [1, 2.0], "a": null})])
             .kwarg("none_value", Value::Null)
             .kwarg("flag", json!(true));
         assert_eq!(
-            render(src, &[], &options).expect("succeeds"),
+            render(src, &one, &options).expect("succeeds"),
             "None|True|1.5|1e-05|3|{\"é\": [1, 2.0], \"a\": null}|{\n  \"é\": [\n    1,\n    2.0\n  ],\n  \"a\": null\n}"
         );
     }
@@ -342,15 +401,51 @@ mod tests {
     fn raise_exception_and_bad_templates_are_errors() {
         let err = render(
             "{{ raise_exception('no system') }}",
-            &[],
+            &[Message::user("x")],
             &RenderOptions::default(),
         )
         .expect_err("fails");
         assert!(err.to_string().contains("no system"), "{err}");
         assert!(ChatTemplate::new("{% if %}").is_err());
-        let err =
-            render("{{ messages[0].role }}", &[], &RenderOptions::default()).expect_err("fails");
+        let err = render(
+            "{{ messages[1].role }}",
+            &[Message::user("x")],
+            &RenderOptions::default(),
+        )
+        .expect_err("fails");
         assert!(matches!(err, ChatError::Template(_)));
+        let err = render("x", &[], &RenderOptions::default()).expect_err("fails");
+        assert!(matches!(err, ChatError::Message(_)), "{err}");
+    }
+
+    #[test]
+    fn generation_tags_render_their_body() {
+        let src = "{%- for m in messages %}\n{%- generation %}\n  A{{ m.content }}\n{%- endgeneration %}\n{% endfor %}{% if x %}{%+ generation -%} B {%- endgeneration %}{% endif %}";
+        let out = render(
+            src,
+            &[Message::user("x")],
+            &RenderOptions::default().kwarg("x", json!(true)),
+        );
+        assert_eq!(out.expect("succeeds"), "  AxB");
+    }
+
+    #[test]
+    fn null_fields_are_undefined_like_transformers() {
+        let msg = Message::assistant_calls(None, vec![]);
+        let src = "[{{ messages[0].content }}]{{ messages[0].content is none }}{{ messages[0].content is defined }}";
+        assert_eq!(
+            render(src, &[msg], &RenderOptions::default()).expect("succeeds"),
+            "[]FalseFalse"
+        );
+        let msg = Message {
+            reasoning_content: Some("r".into()),
+            ..Message::assistant("a")
+        };
+        let src = "{{ messages[0].thinking }}{{ messages[0].reasoning_content }}{{ messages[0] | tojson }}";
+        assert_eq!(
+            render(src, &[msg], &RenderOptions::default()).expect("succeeds"),
+            "rr{\"thinking\": \"r\", \"role\": \"assistant\", \"content\": \"a\", \"reasoning_content\": \"r\"}"
+        );
     }
 
     #[test]
@@ -364,10 +459,14 @@ mod tests {
             .with_special_token("eos_token", Some("<e>"))
             .with_fixed_time(now);
         assert_eq!(
-            t.render(&[], &RenderOptions::default()).expect("succeeds"),
+            t.render(&[Message::user("x")], &RenderOptions::default())
+                .expect("succeeds"),
             "04 July 2025<e>"
         );
         let bad = ChatTemplate::new("{{ strftime_now('%Q') }}").expect("succeeds");
-        assert!(bad.render(&[], &RenderOptions::default()).is_err());
+        assert!(
+            bad.render(&[Message::user("x")], &RenderOptions::default())
+                .is_err()
+        );
     }
 }
