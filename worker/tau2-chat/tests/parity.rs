@@ -28,6 +28,8 @@ struct Case {
     options: RenderOptions,
     /// Use the 2507 fixture instead of the tokenizer's own template.
     use_2507: bool,
+    /// Or another template (from TAU2_CHAT_EXTRA_TEMPLATES).
+    extra: Option<String>,
 }
 
 fn case(name: &str, messages: Vec<Message>, options: RenderOptions) -> Case {
@@ -36,6 +38,7 @@ fn case(name: &str, messages: Vec<Message>, options: RenderOptions) -> Case {
         messages,
         options,
         use_2507: false,
+        extra: None,
     }
 }
 
@@ -255,6 +258,7 @@ fn tau2_cases() -> Vec<Case> {
                         messages: msgs.clone(),
                         options: options.clone(),
                         use_2507,
+                        extra: None,
                     });
                 }
             }
@@ -390,7 +394,35 @@ fn random_cases(n: usize) -> Vec<Case> {
             messages,
             options,
             use_2507: i % 2 == 0,
+            extra: None,
         });
+    }
+    cases
+}
+
+/// The hand-made cases on every `*.jinja` of the directory named by
+/// TAU2_CHAT_EXTRA_TEMPLATES (optional: for checking other models'
+/// templates locally without committing them).
+fn extra_cases(base: &[Case]) -> Vec<Case> {
+    let Some(dir) = std::env::var_os("TAU2_CHAT_EXTRA_TEMPLATES") else {
+        return Vec::new();
+    };
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .expect("TAU2_CHAT_EXTRA_TEMPLATES is a directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "jinja"))
+        .collect();
+    paths.sort();
+    let mut cases = Vec::new();
+    for path in paths {
+        let source = std::fs::read_to_string(&path).expect("template readable");
+        for c in base.iter().filter(|c| !c.use_2507) {
+            cases.push(Case {
+                name: format!("{} [{}]", c.name, path.display()),
+                extra: Some(source.clone()),
+                ..c.clone()
+            });
+        }
     }
     cases
 }
@@ -415,7 +447,7 @@ fn run_reference(chat_dir: &Path, cases: &[Case]) -> Value {
             "messages": c.messages,
             "tools": c.options.tools,
             "add_generation_prompt": c.options.add_generation_prompt,
-            "chat_template": if c.use_2507 { Some(TEMPLATE_2507) } else { None },
+            "chat_template": c.extra.as_deref().or(c.use_2507.then_some(TEMPLATE_2507)),
             "kwargs": c.options.extra,
         })).collect::<Vec<_>>(),
         "encode": ENCODE,
@@ -460,6 +492,19 @@ fn templates_and_ids_match_transformers() {
     );
     cases.extend(tau2);
     cases.extend(random_cases(60));
+    let extra = extra_cases(&hand_made());
+    let extra_chats: std::collections::HashMap<String, ChatTokenizer> = extra
+        .iter()
+        .filter_map(|c| c.extra.clone())
+        .map(|source| {
+            let chat = own
+                .clone()
+                .with_template(source.clone())
+                .expect("extra template compiles");
+            (source, chat)
+        })
+        .collect();
+    cases.extend(extra);
     let reference = run_reference(&dir, &cases);
     eprintln!("reference versions: {}", reference["versions"]);
 
@@ -469,7 +514,11 @@ fn templates_and_ids_match_transformers() {
         .iter()
         .zip(reference["cases"].as_array().expect("cases"))
     {
-        let chat = if case.use_2507 { &v2507 } else { &own };
+        let chat = match &case.extra {
+            Some(source) => &extra_chats[source],
+            None if case.use_2507 => &v2507,
+            None => &own,
+        };
         let got = chat.render(&case.messages, &case.options);
         match (&got, want.get("error")) {
             (Err(ours), Some(theirs)) => {
