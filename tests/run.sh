@@ -9,6 +9,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 tests/setup.sh
 TAU2_REFERENCE_PYTHON=$(tests/reference/setup.sh)
 export TAU2_REFERENCE_PYTHON
+TAU2_MODEL_REFERENCE_PYTHON=$(tests/reference/model/setup.sh)
+export TAU2_MODEL_REFERENCE_PYTHON
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "== cargo clippy" >&2

