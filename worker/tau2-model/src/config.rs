@@ -133,7 +133,11 @@ impl Qwen3Config {
                 self.head_dim
             ));
         }
-        if !(self.rms_norm_eps > 0.0) || !(self.rope_theta() > 0.0) {
+        if self.rms_norm_eps.is_nan()
+            || self.rms_norm_eps <= 0.0
+            || self.rope_theta().is_nan()
+            || self.rope_theta() <= 0.0
+        {
             return Err("rms_norm_eps and rope_theta must be positive".into());
         }
         let unsupported = |key: &str, ok: fn(&Value) -> bool| match self.extra.get(key) {

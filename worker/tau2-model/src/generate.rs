@@ -59,7 +59,7 @@ impl Default for SamplingParams {
 impl SamplingParams {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(ModelError::Input(m));
-        if !(self.temperature >= 0.0) || !self.temperature.is_finite() {
+        if !self.temperature.is_finite() || self.temperature < 0.0 {
             return bad(format!(
                 "temperature must be >= 0, got {}",
                 self.temperature
@@ -68,7 +68,7 @@ impl SamplingParams {
         if self.top_k < 0 {
             return bad(format!("top_k must be >= 0, got {}", self.top_k));
         }
-        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+        if self.top_p.is_nan() || self.top_p <= 0.0 || self.top_p > 1.0 {
             return bad(format!("top_p must be in (0, 1], got {}", self.top_p));
         }
         if self.vocab_limit.is_some_and(|v| v <= 0) {

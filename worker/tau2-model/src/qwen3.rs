@@ -292,7 +292,7 @@ impl Qwen3 {
                 "target_mask must have the shape of input_ids".into(),
             ));
         }
-        if !(temperature > 0.0) {
+        if temperature.is_nan() || temperature <= 0.0 {
             return Err(ModelError::Input(format!(
                 "temperature must be > 0, got {temperature}"
             )));
