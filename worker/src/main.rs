@@ -21,6 +21,10 @@ enum Command {
     /// tau2-bench: domains, tasks, gold replay, episodes.
     #[command(subcommand)]
     Tau2(cli::tau2::Tau2Command),
+    /// Create a tiny random Qwen3 (real architecture and tokenizer) for tests and demos.
+    InitModel(cli::init_model::InitModel),
+    /// Serve a checkpoint on an OpenAI-compatible API (/v1/chat/completions, /v1/models).
+    Serve(cli::serve::Serve),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,5 +38,7 @@ fn main() -> anyhow::Result<()> {
         Command::ConfigSchema => cli::config::print_schema(),
         Command::CheckConfig(args) => cli::config::check(args),
         Command::Tau2(cmd) => cli::tau2::run(cmd),
+        Command::InitModel(args) => cli::init_model::run(args),
+        Command::Serve(args) => cli::serve::run(args),
     }
 }

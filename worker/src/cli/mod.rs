@@ -1,4 +1,6 @@
 //! Subcommands.
 
 pub mod config;
+pub mod init_model;
+pub mod serve;
 pub mod tau2;

@@ -10,7 +10,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::checkpoint::{SaveOptions, save};
 use crate::config::{Qwen3Config, TokenIds, kind_name};
-use crate::error::Result;
+use crate::error::{ModelError, Result};
 use crate::qwen3::Qwen3;
 use crate::rng::Rng;
 
@@ -107,4 +107,63 @@ pub fn write_random_checkpoint(
     let model = random_model(cfg, seed, std, Device::Cpu, kind)?;
     save(&model, dir, &SaveOptions::default())?;
     Ok(model)
+}
+
+/// Sizes of the random models `tau2-worker init-model` creates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    /// Hidden 64, 2 layers (see [`tiny_config`]).
+    Tiny,
+    /// Hidden 256, 4 layers, 8 query / 4 KV heads of 32.
+    Small,
+}
+
+/// What a chat model needs besides weights: the tokenizer, the chat
+/// template, and the ids that end a turn.
+pub struct ChatFiles<'a> {
+    /// Holds `tokenizer.json` and `tokenizer_config.json`.
+    pub tokenizer_dir: &'a Path,
+    /// Written as `chat_template.jinja`, which wins over the config's template.
+    pub chat_template: &'a str,
+    /// End-of-turn ids (`eos_token_id` in config and generation config).
+    pub stop_ids: &'a [i64],
+    /// Tokens the tokenizer knows (embedding rows are rounded up to 128).
+    pub vocab_size: usize,
+}
+
+/// A random Qwen3 with a real tokenizer and template, saved as a complete
+/// Hugging Face model directory in `dir` (which must not hold a model yet).
+pub fn write_chat_model(
+    dir: &Path,
+    size: Size,
+    tied: bool,
+    seed: u64,
+    files: &ChatFiles<'_>,
+) -> Result<Qwen3Config> {
+    let vocab = (files.vocab_size.div_ceil(128) * 128) as i64;
+    let mut cfg = match size {
+        Size::Tiny => tiny_config(vocab, tied),
+        Size::Small => config(vocab, 256, 512, 4, 8, 4, 32, tied),
+    };
+    cfg.eos_token_id = Some(TokenIds::Many(files.stop_ids.to_vec()));
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    write_random_checkpoint(dir, cfg.clone(), seed, 0.02, Kind::Float)?;
+    for file in ["tokenizer.json", "tokenizer_config.json"] {
+        let from = files.tokenizer_dir.join(file);
+        std::fs::copy(&from, dir.join(file)).map_err(|e| ModelError::io(from, e))?;
+    }
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| ModelError::io(path, e))
+    };
+    write("chat_template.jinja", files.chat_template)?;
+    let generation = json!({
+        "eos_token_id": files.stop_ids,
+        "pad_token_id": files.stop_ids.last(),
+        "temperature": 0.7,
+        "top_p": 0.8,
+        "top_k": 20,
+    });
+    write("generation_config.json", &format!("{generation:#}"))?;
+    Ok(cfg)
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde_json::{Map, Value, json};
 use tau2_chat::{ChatTokenizer, Message, ToolCall};
 
-pub const TEMPLATE_2507: &str = include_str!("../fixtures/qwen3_instruct_2507.jinja");
+pub const TEMPLATE_2507: &str = tau2_chat::QWEN3_INSTRUCT_2507_TEMPLATE;
 
 /// Added tokens of the tiny tokenizer, with their "special" flag as in Qwen3.
 pub const ADDED: [(&str, bool); 9] = [
