@@ -44,8 +44,8 @@ use tau2_api::bench::Domain;
 use tau2_api::crd::PipelinePhase;
 use tau2_api::phases::PhaseName;
 
-use crate::progress::PipelineKey;
 use crate::progress::store::{EvalReport, PassRates, PhaseReport};
+use crate::progress::{PipelineKey, Rejection};
 
 /// The worker metrics exported as gauges: (name in reports, metric name, help).
 pub const TRAINING_METRICS: [(&str, &str, &str); 5] = [
@@ -240,6 +240,9 @@ impl Metrics {
         }
         for (_, label) in PIPELINE_PHASES {
             pipelines.with_label_values(&[label]);
+        }
+        for reason in Rejection::REASONS {
+            reports_rejected.with_label_values(&[reason]);
         }
 
         Ok(Metrics {
