@@ -329,7 +329,8 @@ fn non_finite_metric_values_are_dropped_and_the_step_counts() -> TestResult {
 
 #[test]
 fn bad_results_are_refused() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut Results)>)> = vec![
+    type Mutate = Box<dyn Fn(&mut Results)>;
+    let cases: Vec<(&str, Mutate)> = vec![
         ("unknown split", Box::new(|r| r.split = "dev".into())),
         ("no samples", Box::new(|r| r.samples_per_task = 0)),
         ("k = 0", Box::new(|r| r.k = 0)),
