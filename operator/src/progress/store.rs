@@ -671,6 +671,19 @@ impl ProgressStore {
         }
     }
 
+    /// Forgets every pipeline `keep` says no to, e.g. those no longer in the
+    /// controller's cache (a deletion missed while this replica was not the leader).
+    pub fn retain(&self, keep: impl Fn(&PipelineKey) -> bool) {
+        let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        map.retain(|key, _| {
+            let kept = keep(key);
+            if let (false, Some(metrics)) = (kept, &self.metrics) {
+                metrics.forget_pipeline(key);
+            }
+            kept
+        });
+    }
+
     /// The pipelines the store knows.
     pub fn keys(&self) -> Vec<PipelineKey> {
         let map = self.inner.read().unwrap_or_else(|e| e.into_inner());

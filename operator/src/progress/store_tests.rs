@@ -478,6 +478,9 @@ fn forget_drops_the_pipeline_and_its_metric_series() -> TestResult {
     let text = metrics.encode()?;
     assert!(!text.contains("pipeline=\"p\""), "{text}");
     assert!(text.contains("pipeline=\"q\""));
+    store.retain(|k| k.name != "q");
+    assert!(store.keys().is_empty());
+    assert!(!metrics.encode()?.contains("pipeline=\"q\""));
     Ok(())
 }
 
