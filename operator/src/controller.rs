@@ -240,7 +240,11 @@ pub async fn execute(p: &Tau2Pipeline, plan: Plan, ctx: &Context) -> Result<Acti
     }
     let jobs = Api::<Job>::namespaced(client.clone(), &ns);
     for s in &plan.suspensions {
-        let annotation = if s.suspend { json!("true") } else { json!(null) };
+        let annotation = if s.suspend {
+            json!("true")
+        } else {
+            json!(null)
+        };
         let patch = json!({
             "metadata": {"annotations": {ANNOTATION_SUSPENDED_BY_PIPELINE: annotation}},
             "spec": {"suspend": s.suspend},
@@ -291,7 +295,9 @@ pub async fn execute(p: &Tau2Pipeline, plan: Plan, ctx: &Context) -> Result<Acti
         }
         return Ok(Action::await_change());
     }
-    Ok(Action::requeue(plan.requeue_after.unwrap_or(RESYNC).min(RESYNC)))
+    Ok(Action::requeue(
+        plan.requeue_after.unwrap_or(RESYNC).min(RESYNC),
+    ))
 }
 
 /// Deletes what owner references would delete only eventually (the Jobs,
@@ -330,7 +336,11 @@ async fn cleanup(p: &Tau2Pipeline, ctx: &Context) -> Result<Action> {
         reason: "Deleted".into(),
         note: Some(format!(
             "Deleted the Jobs{}",
-            if delete_claim { " and the checkpoint claim" } else { "" }
+            if delete_claim {
+                " and the checkpoint claim"
+            } else {
+                ""
+            }
         )),
         action: "Cleanup".into(),
         secondary: None,

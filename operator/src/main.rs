@@ -37,7 +37,11 @@ struct RunArgs {
     #[arg(long, env = "TAU2_WATCH_NAMESPACE")]
     namespace: Option<String>,
     /// The worker image for pipelines that do not name one.
-    #[arg(long, env = "TAU2_WORKER_IMAGE", default_value = "ghcr.io/tau2-operator/tau2-worker:latest")]
+    #[arg(
+        long,
+        env = "TAU2_WORKER_IMAGE",
+        default_value = "ghcr.io/tau2-operator/tau2-worker:latest"
+    )]
     worker_image: String,
     /// gRPC address workers report progress to, e.g. http://tau2-operator.tau2-system.svc:9090.
     #[arg(long, env = "TAU2_PROGRESS_ENDPOINT")]
@@ -120,7 +124,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // `.with_progress(store)` and `.with_hooks(metrics)`, the store's
     // notification stream as the triggers below, and the HTTP server reading
     // `leader` for /readyz.
-    let ctx = Arc::new(controller::Context::new(client.clone(), settings, &args.pod_name));
+    let ctx = Arc::new(controller::Context::new(
+        client.clone(),
+        settings,
+        &args.pod_name,
+    ));
     let run_settings = RunSettings {
         namespace: args.namespace,
         debounce: Duration::from_millis(args.debounce_ms),
@@ -154,8 +162,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some((rx, task)) => (rx, Some(task)),
         None => (always_rx, None),
     };
-    controller::run_while_leading(ctx, run_settings, leader_rx, futures::stream::pending, stop_rx)
-        .await?;
+    controller::run_while_leading(
+        ctx,
+        run_settings,
+        leader_rx,
+        futures::stream::pending,
+        stop_rx,
+    )
+    .await?;
     if let Some(task) = election {
         // Releases the lease so a standby takes over at once.
         let _ = task.await;
@@ -167,13 +181,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -191,7 +191,9 @@ fn job_attempt(p: &Tau2Pipeline, job: &Job) -> Option<(PhaseName, i32)> {
 }
 
 fn backoff(settings: &Settings, failed_attempt: i32) -> Duration {
-    let doublings = u32::try_from(failed_attempt.saturating_sub(1)).unwrap_or(0).min(20);
+    let doublings = u32::try_from(failed_attempt.saturating_sub(1))
+        .unwrap_or(0)
+        .min(20);
     settings
         .retry_backoff
         .saturating_mul(2u32.saturating_pow(doublings))
@@ -262,34 +264,35 @@ pub fn plan(p: &Tau2Pipeline, observed: &Observed, settings: &Settings, now: Tim
         generation,
         now,
     };
-    let create = |plan: &mut Plan, st: &mut Tau2PipelineStatus, phase, attempt, init: Option<String>| {
-        let config = build::phase_job(p, phase, attempt, init.as_deref(), settings);
-        match build::config_map(p, phase, attempt, &config) {
-            Ok(cm) => plan.apply.push(Apply::ConfigMap(Box::new(cm))),
-            // A PhaseJob always serialises; should it not, the Job's pod
-            // waits on its ConfigMap and the status shows that.
-            Err(e) => tracing::error!(error = %e, "cannot serialise the phase configuration"),
-        }
-        let job = build::job(p, phase, attempt, suspend, &token_secret, settings);
-        let job_name = job.name_any();
-        plan.apply.push(Apply::Job(Box::new(job)));
-        plan.events.push(PlannedEvent {
-            warning: false,
-            reason: "JobCreated".into(),
-            note: format!("Created Job {job_name} for phase {phase}, attempt {attempt}"),
-            action: "CreateJob".into(),
-        });
-        st.start_time.get_or_insert(Time(now));
-        let rec = phase_rec(st, phase);
-        rec.state = PhaseState::Running;
-        rec.attempts = attempt;
-        rec.job_name = Some(job_name);
-        if attempt == 1 || rec.start_time.is_none() {
-            rec.start_time = Some(Time(now));
-        }
-        rec.completion_time = None;
-        st.current_phase = Some(phase);
-    };
+    let create =
+        |plan: &mut Plan, st: &mut Tau2PipelineStatus, phase, attempt, init: Option<String>| {
+            let config = build::phase_job(p, phase, attempt, init.as_deref(), settings);
+            match build::config_map(p, phase, attempt, &config) {
+                Ok(cm) => plan.apply.push(Apply::ConfigMap(Box::new(cm))),
+                // A PhaseJob always serialises; should it not, the Job's pod
+                // waits on its ConfigMap and the status shows that.
+                Err(e) => tracing::error!(error = %e, "cannot serialise the phase configuration"),
+            }
+            let job = build::job(p, phase, attempt, suspend, &token_secret, settings);
+            let job_name = job.name_any();
+            plan.apply.push(Apply::Job(Box::new(job)));
+            plan.events.push(PlannedEvent {
+                warning: false,
+                reason: "JobCreated".into(),
+                note: format!("Created Job {job_name} for phase {phase}, attempt {attempt}"),
+                action: "CreateJob".into(),
+            });
+            st.start_time.get_or_insert(Time(now));
+            let rec = phase_rec(st, phase);
+            rec.state = PhaseState::Running;
+            rec.attempts = attempt;
+            rec.job_name = Some(job_name);
+            if attempt == 1 || rec.start_time.is_none() {
+                rec.start_time = Some(Time(now));
+            }
+            rec.completion_time = None;
+            st.current_phase = Some(phase);
+        };
 
     match step {
         Step::Done => {
@@ -359,12 +362,21 @@ pub fn plan(p: &Tau2Pipeline, observed: &Observed, settings: &Settings, now: Tim
                         ("PodRunning".to_string(), format!("Job {job} is running"))
                     }
                     PodState::Starting { reason, message } => {
-                        let r = if reason.is_empty() { "PodStarting" } else { reason };
+                        let r = if reason.is_empty() {
+                            "PodStarting"
+                        } else {
+                            reason
+                        };
                         (r.to_string(), describe(r, message, None))
                     }
-                    PodState::Blocked(b) => (b.reason.clone(), describe(&b.reason, &b.message, None)),
+                    PodState::Blocked(b) => {
+                        (b.reason.clone(), describe(&b.reason, &b.message, None))
+                    }
                     // The Job controller marks the Job Failed next.
-                    PodState::Failed(t) => (t.reason.clone(), describe(&t.reason, &t.message, t.exit_code)),
+                    PodState::Failed(t) => (
+                        t.reason.clone(),
+                        describe(&t.reason, &t.message, t.exit_code),
+                    ),
                 };
                 let msg = format!("phase {phase}, attempt {attempt}: {what}");
                 let blocked = matches!(pod, PodState::Blocked(_));
@@ -372,7 +384,12 @@ pub fn plan(p: &Tau2Pipeline, observed: &Observed, settings: &Settings, now: Tim
                 if matches!(pod, PodState::Running | PodState::Succeeded { .. }) {
                     st.phase = PipelinePhase::Running;
                     conds.set(COND_RUNNING, true, &reason, &msg);
-                    conds.set(COND_SUSPENDED, false, "NotSuspended", "spec.suspend is not set");
+                    conds.set(
+                        COND_SUSPENDED,
+                        false,
+                        "NotSuspended",
+                        "spec.suspend is not set",
+                    );
                 } else {
                     waiting(&mut st, &mut conds, false, &reason, &msg);
                 }
@@ -398,7 +415,8 @@ pub fn plan(p: &Tau2Pipeline, observed: &Observed, settings: &Settings, now: Tim
             let limit = p.spec.phases.backoff_limit(phase);
             if attempt <= limit {
                 let retry_at = add(at, backoff(settings, attempt));
-                phase_rec(&mut st, phase).message = Some(format!("attempt {attempt} failed: {what}"));
+                phase_rec(&mut st, phase).message =
+                    Some(format!("attempt {attempt} failed: {what}"));
                 if now >= retry_at {
                     create(&mut plan, &mut st, phase, attempt + 1, init);
                     let msg = format!(
@@ -437,8 +455,18 @@ pub fn plan(p: &Tau2Pipeline, observed: &Observed, settings: &Settings, now: Tim
         }
     }
     if !matches!(st.phase, PipelinePhase::Succeeded | PipelinePhase::Failed) {
-        conds.set(COND_SUCCEEDED, false, "NotFinished", "the pipeline has not finished");
-        conds.set(COND_FAILED, false, "NotFinished", "the pipeline has not failed");
+        conds.set(
+            COND_SUCCEEDED,
+            false,
+            "NotFinished",
+            "the pipeline has not finished",
+        );
+        conds.set(
+            COND_FAILED,
+            false,
+            "NotFinished",
+            "the pipeline has not failed",
+        );
     }
     st.conditions = conds.list;
     st.progress = st
@@ -452,7 +480,13 @@ pub fn plan(p: &Tau2Pipeline, observed: &Observed, settings: &Settings, now: Tim
 
 /// Sets the status of a pipeline whose current attempt is not running:
 /// Suspended, or Pending with the Running condition saying why.
-fn waiting(st: &mut Tau2PipelineStatus, conds: &mut Conditions, suspended: bool, reason: &str, message: &str) {
+fn waiting(
+    st: &mut Tau2PipelineStatus,
+    conds: &mut Conditions,
+    suspended: bool,
+    reason: &str,
+    message: &str,
+) {
     if suspended {
         st.phase = PipelinePhase::Suspended;
         let msg = "spec.suspend is set: the current phase's Job is suspended and resumes from its latest checkpoint";
@@ -461,7 +495,12 @@ fn waiting(st: &mut Tau2PipelineStatus, conds: &mut Conditions, suspended: bool,
     } else {
         st.phase = PipelinePhase::Pending;
         conds.set(COND_RUNNING, false, &condition_reason(reason), message);
-        conds.set(COND_SUSPENDED, false, "NotSuspended", "spec.suspend is not set");
+        conds.set(
+            COND_SUSPENDED,
+            false,
+            "NotSuspended",
+            "spec.suspend is not set",
+        );
     }
 }
 
@@ -579,7 +618,9 @@ fn walk(
                 at,
             }) => {
                 let (reason, message) = match pod {
-                    PodState::Failed(t) => (t.reason.clone(), describe_tail(&t.message, t.exit_code)),
+                    PodState::Failed(t) => {
+                        (t.reason.clone(), describe_tail(&t.message, t.exit_code))
+                    }
                     _ => (reason, message),
                 };
                 return Step::Failed {
@@ -650,8 +691,10 @@ fn describe_tail(message: &str, exit_code: Option<i32>) -> String {
 }
 
 fn ttl(p: &Tau2Pipeline, st: &mut Tau2PipelineStatus, plan: &mut Plan, now: Timestamp) {
-    let (Some(ttl), Some(done)) = (p.spec.ttl_seconds_after_finished, st.completion_time.as_ref())
-    else {
+    let (Some(ttl), Some(done)) = (
+        p.spec.ttl_seconds_after_finished,
+        st.completion_time.as_ref(),
+    ) else {
         return;
     };
     let deadline = add(done.0, Duration::from_secs(u64::try_from(ttl).unwrap_or(0)));
@@ -672,7 +715,11 @@ struct Conditions {
 impl Conditions {
     fn set(&mut self, type_: &str, status: bool, reason: &str, message: &str) {
         let status = if status { "True" } else { "False" }.to_string();
-        let reason = if reason.is_empty() { "Unknown".to_string() } else { condition_reason(reason) };
+        let reason = if reason.is_empty() {
+            "Unknown".to_string()
+        } else {
+            condition_reason(reason)
+        };
         let mut message = message.to_string();
         if message.len() > 32_000 {
             let mut end = 32_000;
@@ -738,11 +785,19 @@ fn transitions(old: &Tau2PipelineStatus, new: &Tau2PipelineStatus) -> Vec<Planne
                 _ => {}
             }
         }
-        let failed_attempt = after.message.as_deref().filter(|m| m.starts_with("attempt "));
+        let failed_attempt = after
+            .message
+            .as_deref()
+            .filter(|m| m.starts_with("attempt "));
         if let Some(m) = failed_attempt
             && before.and_then(|b| b.message.as_deref()) != Some(m)
         {
-            push(true, "AttemptFailed", format!("Phase {phase}: {m}"), "Retry");
+            push(
+                true,
+                "AttemptFailed",
+                format!("Phase {phase}: {m}"),
+                "Retry",
+            );
         }
     }
     let cond = |s: &Tau2PipelineStatus| {
@@ -771,7 +826,10 @@ fn transitions(old: &Tau2PipelineStatus, new: &Tau2PipelineStatus) -> Vec<Planne
         let note = new
             .conditions
             .iter()
-            .find(|c| c.type_ == format!("{:?}", new.phase) || (new.phase == PipelinePhase::Pending && c.type_ == COND_RUNNING))
+            .find(|c| {
+                c.type_ == format!("{:?}", new.phase)
+                    || (new.phase == PipelinePhase::Pending && c.type_ == COND_RUNNING)
+            })
             .map_or_else(|| format!("{:?}", new.phase), |c| c.message.clone());
         push(warning, reason, note, "Transition");
     }

@@ -53,10 +53,15 @@ pub struct Terminated {
 #[derive(Clone, Debug, PartialEq)]
 pub enum PodState {
     /// No pod (yet), or it is being created.
-    Starting { reason: String, message: String },
+    Starting {
+        reason: String,
+        message: String,
+    },
     Blocked(Blocked),
     Running,
-    Succeeded { termination_message: Option<String> },
+    Succeeded {
+        termination_message: Option<String>,
+    },
     Failed(Terminated),
 }
 
@@ -94,7 +99,10 @@ pub fn pod_state(pods: &[&Pod]) -> PodState {
         .find(|c| c.type_ == "PodScheduled" && c.status == "False")
     {
         return PodState::Blocked(Blocked {
-            reason: cond.reason.clone().unwrap_or_else(|| "Unschedulable".into()),
+            reason: cond
+                .reason
+                .clone()
+                .unwrap_or_else(|| "Unschedulable".into()),
             message: cond.message.clone().unwrap_or_default(),
             since,
         });
@@ -123,7 +131,10 @@ pub fn pod_state(pods: &[&Pod]) -> PodState {
     }
     PodState::Starting {
         reason: "PodPending".into(),
-        message: format!("pod {} is pending", pod.metadata.name.as_deref().unwrap_or("")),
+        message: format!(
+            "pod {} is pending",
+            pod.metadata.name.as_deref().unwrap_or("")
+        ),
     }
 }
 
@@ -180,13 +191,19 @@ pub enum JobOutcome {
 pub fn job_outcome(job: &Job) -> Option<JobOutcome> {
     let status = job.status.as_ref()?;
     let conditions = status.conditions.as_deref().unwrap_or_default();
-    let active = |t: &str| conditions.iter().find(|c| c.type_ == t && c.status == "True");
+    let active = |t: &str| {
+        conditions
+            .iter()
+            .find(|c| c.type_ == t && c.status == "True")
+    };
     if let Some(c) = active("Complete") {
         let at = status
             .completion_time
             .as_ref()
             .or(c.last_transition_time.as_ref());
-        return Some(JobOutcome::Complete { at: at.map(|t| t.0) });
+        return Some(JobOutcome::Complete {
+            at: at.map(|t| t.0),
+        });
     }
     // FailureTarget comes first, while the Job's pods are still terminating.
     if let Some(c) = active("Failed").or_else(|| active("FailureTarget")) {
@@ -203,10 +220,13 @@ pub fn job_outcome(job: &Job) -> Option<JobOutcome> {
 pub fn condition_reason(raw: &str) -> String {
     let mut out: String = raw
         .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ',' | ':'))
         .collect();
     if !out.starts_with(|c: char| c.is_ascii_alphabetic()) {
         out.insert_str(0, "Pod");
+    }
+    while out.ends_with([',', ':']) {
+        out.pop();
     }
     out.truncate(1024);
     out
