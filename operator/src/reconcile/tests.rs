@@ -296,7 +296,7 @@ spec:
         (sft.state, sft.attempts, sft.job_name.as_deref()),
         (PhaseState::Running, 1, Some("recipe-sft-1"))
     );
-    assert_eq!(events(&plan), ["JobCreated", "PipelinePending"]);
+    assert_eq!(events(&plan), ["JobCreated"]);
 }
 
 use std::path::PathBuf;
