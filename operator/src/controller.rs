@@ -2,13 +2,7 @@
 //! pure [`reconcile::plan`](crate::reconcile::plan) and carries the plan out
 //! with server-side apply (field manager `tau2-operator`).
 //!
-//! RBAC it needs (least privilege; `operator/rbac.yaml` spells it out):
-//! tau2pipelines get/list/watch/patch/delete, tau2pipelines/status patch,
-//! tau2pipelines/finalizers update; jobs get/list/watch/create/patch/delete
-//! (deletecollection); pods get/list/watch; configmaps and
-//! persistentvolumeclaims get/list/watch/create/patch/delete; secrets
-//! get/list/watch/create; events.k8s.io events create/patch; leases
-//! get/create/patch/update in the lease namespace.
+//! RBAC it needs, least privilege: `operator/rbac.yaml`.
 
 use std::collections::HashMap;
 use std::future::Future;
