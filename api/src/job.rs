@@ -24,6 +24,17 @@ pub const ENV_EVAL_USER_SIM_API_KEY: &str = "TAU2_EVAL_USER_SIM_API_KEY";
 pub const ENV_HF_TOKEN: &str = "HF_TOKEN";
 /// File name of the configuration inside its ConfigMap.
 pub const CONFIG_FILE_NAME: &str = "phase.json";
+/// Environment variable holding the attempt number (1 for the first Job of a phase); the same as
+/// [`PhaseJob::attempt`], for scripts and logs.
+pub const ENV_ATTEMPT: &str = "TAU2_ATTEMPT";
+/// Environment variable holding the progress service's gRPC address, when there is one.
+pub const ENV_PROGRESS_ENDPOINT: &str = "TAU2_PROGRESS_ENDPOINT";
+/// Environment variable holding the pipeline's progress token (also in [`ProgressEndpoint::token_file`]).
+pub const ENV_PROGRESS_TOKEN: &str = "TAU2_PROGRESS_TOKEN";
+/// Environment variable holding the file the worker writes its [`PhaseSummary`] to when the phase ends;
+/// Kubernetes keeps it as the container's termination message, so the operator recovers the outcome
+/// even when a progress report was lost.
+pub const ENV_TERMINATION_MESSAGE_PATH: &str = "TAU2_TERMINATION_MESSAGE_PATH";
 
 /// Floating-point format of the weights.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -50,6 +61,10 @@ pub struct PipelineRef {
 pub struct ModelInput {
     /// The pipeline's base model (HF layout); RFT may retrain from it.
     pub base: PathBuf,
+    /// Where the base comes from when the worker has to fetch or create it into `base` first
+    /// (`hf://<org>/<repo>[@<revision>]` or `builtin://tiny`); unset when `base` is already a model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// The checkpoint this phase starts from: the previous phase's final one, or the base.
     pub init: PathBuf,
     pub dtype: Dtype,
@@ -118,6 +133,26 @@ pub struct PhaseJob {
     pub params: PhaseParams,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<ProgressEndpoint>,
+}
+
+/// What a worker writes to [`ENV_TERMINATION_MESSAGE_PATH`] when a phase ends: JSON of at most 4 KiB
+/// (Kubernetes truncates longer termination messages).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PhaseSummary {
+    pub succeeded: bool,
+    /// The final checkpoint, relative to the pipeline's root on the storage volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_checkpoint: Option<String>,
+    /// The last step done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<i64>,
+    /// Why the phase failed, or a short note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Evaluation results, in the shape of the pipeline status' `results`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<serde_json::Value>,
 }
 
 /// Why a phase configuration could not be read.

@@ -1,7 +1,18 @@
 //! The tau2 operator: reconciles `Tau2Pipeline` resources into phase Jobs.
+//!
+//! - [`reconcile`]: the pure decision logic and the objects it builds;
+//! - [`controller`]: the Kubernetes layer around it;
+//! - [`leader`]: leader election, so that only one replica reconciles;
+//! - [`progress`], [`tokens`]: the gRPC service workers report to, and
+//!   the per-pipeline tokens that authenticate them;
+//! - [`metrics`], [`http`]: Prometheus metrics, `/healthz` and `/readyz`.
 
+pub mod controller;
 pub mod crdgen;
+pub mod error;
 pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod progress;
+pub mod reconcile;
 pub mod tokens;

@@ -12,10 +12,11 @@ use crate::phases::PhaseName;
 /// Overall state of a pipeline.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum PipelinePhase {
-    /// Accepted; no phase has started yet.
+    /// No worker pod runs: the first Job is being created, its pod waits to be scheduled or for its
+    /// image, or a failed attempt waits for its retry. The `Running` condition says why.
     #[default]
     Pending,
-    /// A phase's Job exists and has not finished.
+    /// The current phase's worker pod runs.
     Running,
     /// Every enabled phase succeeded.
     Succeeded,
@@ -70,7 +71,9 @@ pub struct Tau2PipelineStatus {
     /// When the pipeline succeeded or failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
-    /// Conditions for `kubectl wait --for=condition=<type>`: Running, Suspended, Succeeded, Failed.
+    /// Conditions for `kubectl wait --for=condition=<type>`: Running (False with the reason a pod does not
+    /// run: Unschedulable, ImagePullBackOff, BackOff...), Suspended, Succeeded, Failed (with the failed pod's
+    /// reason and message).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

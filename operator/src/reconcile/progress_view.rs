@@ -1,0 +1,146 @@
+//! What the reconciler reads from the progress service: the latest reports of
+//! one pipeline, per phase. The progress store (`crate::progress`) implements
+//! [`ProgressSource`]; the reconciler only needs this snapshot, so planning
+//! stays pure and fixtures can spell progress out in YAML.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde::{Deserialize, Serialize};
+use tau2_api::phases::PhaseName;
+use tau2_api::progress;
+
+/// The latest reports of one pipeline, by phase.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineProgress {
+    #[serde(default)]
+    pub phases: BTreeMap<PhaseName, PhaseProgressView>,
+}
+
+/// The latest reports of one phase (of its newest attempt that reported).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PhaseProgressView {
+    pub attempt: u32,
+    #[serde(default)]
+    pub step: u64,
+    #[serde(default)]
+    pub total_steps: u64,
+    /// Latest value of each metric: loss, reward, tokens_per_second...
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
+    /// When the latest report was produced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated: Option<Time>,
+    /// Checkpoints reported, oldest first.
+    #[serde(default)]
+    pub checkpoints: Vec<CheckpointView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<ResultsView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<FinishedView>,
+}
+
+impl PhaseProgressView {
+    /// The latest checkpoint, if any.
+    pub fn latest_checkpoint(&self) -> Option<&CheckpointView> {
+        self.checkpoints.last()
+    }
+
+    /// The final checkpoint, if the worker reported one.
+    pub fn final_checkpoint(&self) -> Option<&CheckpointView> {
+        self.checkpoints.iter().rev().find(|c| c.r#final)
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointView {
+    pub step: u64,
+    /// Relative to the pipeline's root on the storage volume.
+    pub path: String,
+    #[serde(default)]
+    pub r#final: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FinishedView {
+    pub succeeded: bool,
+    #[serde(default)]
+    pub message: String,
+}
+
+/// The proto's `Results`, as plain data.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultsView {
+    pub split: String,
+    pub k: u32,
+    pub samples_per_task: u32,
+    pub overall: PassRatesView,
+    #[serde(default)]
+    pub domains: Vec<PassRatesView>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PassRatesView {
+    #[serde(default)]
+    pub domain: String,
+    pub tasks: u32,
+    pub pass_at1: f64,
+    pub pass_at1_unbiased: f64,
+    pub pass_at_k: f64,
+    pub pass_at_k_unbiased: f64,
+    pub pass_hat_k: f64,
+    pub average_reward: f64,
+}
+
+impl From<&progress::PassRates> for PassRatesView {
+    fn from(p: &progress::PassRates) -> Self {
+        Self {
+            domain: p.domain.clone(),
+            tasks: p.tasks,
+            pass_at1: p.pass_at1,
+            pass_at1_unbiased: p.pass_at1_unbiased,
+            pass_at_k: p.pass_at_k,
+            pass_at_k_unbiased: p.pass_at_k_unbiased,
+            pass_hat_k: p.pass_hat_k,
+            average_reward: p.average_reward,
+        }
+    }
+}
+
+impl From<&progress::Results> for ResultsView {
+    fn from(r: &progress::Results) -> Self {
+        Self {
+            split: r.split.clone(),
+            k: r.k,
+            samples_per_task: r.samples_per_task,
+            overall: r.overall.as_ref().map(Into::into).unwrap_or_default(),
+            domains: r.domains.iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// Where the reconciler gets progress snapshots from. The progress service's
+/// store implements it; [`NoProgress`] stands in until it is wired up.
+pub trait ProgressSource: Send + Sync {
+    /// The latest reports of the pipeline with this uid, if any arrived.
+    fn snapshot(&self, namespace: &str, name: &str, uid: &str) -> Option<PipelineProgress>;
+    /// The pipeline is gone: drop what is kept for it.
+    fn forget(&self, _namespace: &str, _name: &str, _uid: &str) {}
+}
+
+/// A source with no reports (no progress service).
+pub struct NoProgress;
+
+impl ProgressSource for NoProgress {
+    fn snapshot(&self, _: &str, _: &str, _: &str) -> Option<PipelineProgress> {
+        None
+    }
+}
