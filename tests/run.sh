@@ -13,7 +13,8 @@ TAU2_QWEN3_TOKENIZER_DIR=$(tests/fixtures/qwen3-tokenizer.sh)
 TAU2_CHAT_REFERENCE_PYTHON=$(tests/reference/chat/setup.sh)
 export TAU2_QWEN3_TOKENIZER_DIR TAU2_CHAT_REFERENCE_PYTHON
 TAU2_MODEL_REFERENCE_PYTHON=$(tests/reference/model/setup.sh)
-export TAU2_MODEL_REFERENCE_PYTHON
+TAU2_OPENAI_PYTHON=$(tests/reference/openai/setup.sh)
+export TAU2_MODEL_REFERENCE_PYTHON TAU2_OPENAI_PYTHON
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "== cargo clippy" >&2

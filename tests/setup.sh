@@ -41,3 +41,6 @@ tests/fixtures/qwen3-tokenizer.sh >/dev/null; tests/reference/chat/setup.sh >/de
 # transformers' Qwen3, the reference for worker/tau2-model's parity tests.
 python=$(tests/reference/model/setup.sh)
 log "model reference in $python"
+
+# The official OpenAI Python client, for tau2-serve's tests of our server.
+tests/reference/openai/setup.sh >/dev/null

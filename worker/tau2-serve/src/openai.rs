@@ -219,13 +219,13 @@ pub fn parse_request(body: &Value) -> Result<ChatRequest, ApiError> {
     if body.get("logprobs").and_then(Value::as_bool) == Some(true) {
         return Err(unsupported("logprobs", "logprobs=true"));
     }
-    if let Some(format) = body.get("response_format").filter(|v| !v.is_null()) {
-        if format["type"] != "text" {
-            return Err(unsupported(
-                "response_format",
-                "a response_format other than text",
-            ));
-        }
+    if let Some(format) = body.get("response_format").filter(|v| !v.is_null())
+        && format["type"] != "text"
+    {
+        return Err(unsupported(
+            "response_format",
+            "a response_format other than text",
+        ));
     }
     let tools = parse_tools(body)?;
     let parse_tool_calls = match body.get("tool_choice") {
