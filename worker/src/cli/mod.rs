@@ -1,4 +1,5 @@
 //! Subcommands.
 
 pub mod config;
+pub mod sft;
 pub mod tau2;

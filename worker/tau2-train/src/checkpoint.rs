@@ -152,7 +152,8 @@ fn list_files(dir: &Path) -> Result<Vec<String>> {
 
 /// Checks a checkpoint directory against its manifest; says what is wrong.
 pub fn verify(dir: &Path) -> Result<(Manifest, TrainState), String> {
-    let text = std::fs::read_to_string(dir.join(MANIFEST)).map_err(|e| format!("no manifest: {e}"))?;
+    let text =
+        std::fs::read_to_string(dir.join(MANIFEST)).map_err(|e| format!("no manifest: {e}"))?;
     let manifest: Manifest =
         serde_json::from_str(&text).map_err(|e| format!("unreadable manifest: {e}"))?;
     let files = list_files(dir).map_err(|e| e.to_string())?;
@@ -164,7 +165,10 @@ pub fn verify(dir: &Path) -> Result<(Manifest, TrainState), String> {
     for (rel, want) in &manifest.files {
         let got = hash_file(&dir.join(rel)).map_err(|e| format!("{rel}: {e}"))?;
         if got.bytes != want.bytes {
-            return Err(format!("{rel}: {} bytes, manifest says {}", got.bytes, want.bytes));
+            return Err(format!(
+                "{rel}: {} bytes, manifest says {}",
+                got.bytes, want.bytes
+            ));
         }
         if got.sha256 != want.sha256 {
             return Err(format!("{rel}: checksum mismatch"));
@@ -337,7 +341,7 @@ impl Checkpoints {
                 out.push((step, path));
             }
         }
-        out.sort_by(|a, b| b.0.cmp(&a.0));
+        out.sort_by_key(|e| std::cmp::Reverse(e.0));
         Ok(out)
     }
 

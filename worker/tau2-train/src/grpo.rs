@@ -208,7 +208,10 @@ pub fn sequence_terms(
     let kl = match reference {
         Some(r) => {
             let delta = r - logp;
-            (delta.exp() - &delta - 1.0).clamp(-10.0, 10.0).sum(Kind::Float) / n
+            (delta.exp() - &delta - 1.0)
+                .clamp(-10.0, 10.0)
+                .sum(Kind::Float)
+                / n
         }
         None => Tensor::zeros([], (Kind::Float, logp.device())),
     };
@@ -399,8 +402,12 @@ pub fn train(
                 t.valid = false;
             }
         }
-        let (shaped, adv) =
-            advantages(&trajectories, &cfg.shaping, &cfg.curriculum, &mut curriculum);
+        let (shaped, adv) = advantages(
+            &trajectories,
+            &cfg.shaping,
+            &cfg.curriculum,
+            &mut curriculum,
+        );
         let batch = trajectories.len().max(1) as f64;
         let seqs: Vec<Sequence> = trajectories
             .iter()
@@ -445,7 +452,7 @@ pub fn train(
                     adv[i],
                     &cfg.loss,
                 );
-                mb_loss = mb_loss + sample_loss(&terms, &cfg.loss) / batch;
+                mb_loss += sample_loss(&terms, &cfg.loss) / batch;
                 pg_sum += terms.pg.double_value(&[]);
                 kl_sum += terms.kl.double_value(&[]);
                 ent_sum += terms.entropy.double_value(&[]);
@@ -460,7 +467,10 @@ pub fn train(
                     .map(|(l, _)| *l)
                     .collect();
                 let sampled = Tensor::from_slice(&sampled).to_device(device);
-                gap_sum += (&ol[row] - sampled).abs().mean(Kind::Float).double_value(&[]);
+                gap_sum += (&ol[row] - sampled)
+                    .abs()
+                    .mean(Kind::Float)
+                    .double_value(&[]);
             }
             mb_loss.backward();
             optimizer.accumulate();
@@ -506,8 +516,13 @@ pub fn train(
                 n / rollout_secs.max(1e-9),
             ),
         ]);
-        tracing::info!(step = state.step, total = cfg.steps, loss = loss_sum,
-                       reward = metrics["reward"], "grpo step");
+        tracing::info!(
+            step = state.step,
+            total = cfg.steps,
+            loss = loss_sum,
+            reward = metrics["reward"],
+            "grpo step"
+        );
         state.extra = serde_json::to_value(&curriculum).unwrap_or_default();
         run::end_step(
             model,
@@ -544,7 +559,10 @@ mod tests {
         }
         // All equal: zero advantage; all invalid: zero, no NaN.
         assert_eq!(group_advantages(&[0.3, 0.3], &[true, true]), vec![0.0, 0.0]);
-        assert_eq!(group_advantages(&[1.0, 0.0], &[false, false]), vec![0.0, 0.0]);
+        assert_eq!(
+            group_advantages(&[1.0, 0.0], &[false, false]),
+            vec![0.0, 0.0]
+        );
     }
 
     #[test]

@@ -172,7 +172,12 @@ impl AdamW {
             .grads()
             .iter()
             .filter(|g| g.defined())
-            .map(|g| g.to_kind(Kind::Double).pow_tensor_scalar(2).sum(Kind::Double).double_value(&[]))
+            .map(|g| {
+                g.to_kind(Kind::Double)
+                    .pow_tensor_scalar(2)
+                    .sum(Kind::Double)
+                    .double_value(&[])
+            })
             .sum();
         sq.sqrt()
     }
@@ -221,11 +226,11 @@ impl AdamW {
             let v = &p.v * b2 + (&g * &g) * (1.0 - b2);
             let denom = (&v / bc2).sqrt() + self.cfg.eps;
             let w = w - (&m / bc1) / denom * lr;
-            let _ = p.m.copy_(&m);
-            let _ = p.v.copy_(&v);
-            let _ = target.copy_(&w);
+            p.m.copy_(&m);
+            p.v.copy_(&v);
+            target.copy_(&w);
             if p.master.is_some() {
-                let _ = p.model.copy_(&w.to_kind(p.model.kind()));
+                p.model.copy_(&w.to_kind(p.model.kind()));
             }
         }
         self.zero_grad();
@@ -297,7 +302,7 @@ impl AdamW {
                     ),
                 ));
             }
-            let _ = dst.copy_(&src);
+            dst.copy_(&src);
             Ok(())
         };
         for p in &mut self.params {
@@ -305,7 +310,7 @@ impl AdamW {
             take(format!("v.{}", p.name), &mut p.v)?;
             if let Some(master) = &mut p.master {
                 take(format!("master.{}", p.name), master)?;
-                let _ = p.model.copy_(&master.to_kind(p.model.kind()));
+                p.model.copy_(&master.to_kind(p.model.kind()));
             }
         }
         if let Some(extra) = by_name.keys().next() {
@@ -340,8 +345,8 @@ mod tests {
     #[test]
     fn matches_the_formula_and_skips_decay_on_norms() {
         tch::set_num_threads(1);
-        let model = random_model(tiny_config(64, true), 1, 0.02, Device::Cpu, Kind::Float)
-            .expect("model");
+        let model =
+            random_model(tiny_config(64, true), 1, 0.02, Device::Cpu, Kind::Float).expect("model");
         let mut opt = AdamW::new(&model, cfg()).expect("opt");
         let (name_w, w) = &model.named_parameters()[1]; // a projection
         let norm = model

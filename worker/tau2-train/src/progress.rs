@@ -401,7 +401,12 @@ fn sender(
             }
             q.pending.values().cloned().collect()
         };
-        let result = rt.block_on(deliver(&mut client, &endpoint, auth.as_ref(), batch.clone()));
+        let result = rt.block_on(deliver(
+            &mut client,
+            &endpoint,
+            auth.as_ref(),
+            batch.clone(),
+        ));
         let mut q = shared.lock();
         match result {
             Ok(()) => {
@@ -451,7 +456,9 @@ async fn deliver(
             .map_err(|e| e.to_string())?
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30));
-        *client = Some(ProgressClient::new(ep.connect().await.map_err(|e| e.to_string())?));
+        *client = Some(ProgressClient::new(
+            ep.connect().await.map_err(|e| e.to_string())?,
+        ));
     }
     let Some(c) = client.as_mut() else {
         return Err("no client".into());
@@ -464,7 +471,10 @@ async fn deliver(
     let ack = ack.into_inner();
     if ack.rejected > 0 {
         // Refused on purpose (stale attempt, ...); resending would not help.
-        tracing::warn!(rejected = ack.rejected, "progress: the operator rejected reports");
+        tracing::warn!(
+            rejected = ack.rejected,
+            "progress: the operator rejected reports"
+        );
     }
     Ok(())
 }

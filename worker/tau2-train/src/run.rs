@@ -61,7 +61,7 @@ pub(crate) fn end_step(
         metrics: metrics.into_iter().filter(|(_, v)| v.is_finite()).collect(),
     });
     observer.step(state.step, state.total_steps, &all);
-    if save_every > 0 && state.step % save_every == 0 && state.step < state.total_steps {
+    if save_every > 0 && state.step.is_multiple_of(save_every) && state.step < state.total_steps {
         let dir = checkpoints.save(model, optimizer, state)?;
         observer.checkpoint(state.step, &checkpoints.report_path(&dir), false);
     }

@@ -99,7 +99,11 @@ fn keeps_reporting_while_the_endpoint_is_down_and_delivers_when_it_returns() {
 
     // The endpoint comes up.
     let rec = Recorder::default();
-    serve(&rt, std::net::TcpListener::bind(&addr).expect("rebind"), rec.clone());
+    serve(
+        &rt,
+        std::net::TcpListener::bind(&addr).expect("rebind"),
+        rec.clone(),
+    );
     reporter.step(51, 100, &metrics(0.01));
     reporter.checkpoint(100, "sft/final", true);
     reporter.finished(true, "done");
@@ -110,12 +114,17 @@ fn keeps_reporting_while_the_endpoint_is_down_and_delivers_when_it_returns() {
     let got = rec.reports.lock().expect("lock").clone();
     let seqs: Vec<u64> = got.iter().map(|r| r.seq).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {seqs:?}");
-    assert!(got.iter().all(|r| r.namespace == "ns" && r.pipeline_uid == "uid" && r.attempt == 2 && r.phase == "sft"));
+    assert!(got.iter().all(|r| r.namespace == "ns"
+        && r.pipeline_uid == "uid"
+        && r.attempt == 2
+        && r.phase == "sft"));
     let kinds: Vec<String> = got
         .iter()
         .map(|r| match &r.event {
             Some(Event::Step(s)) => format!("step{}", s.step),
-            Some(Event::Checkpoint(c)) => format!("ckpt{}{}", c.step, if c.r#final { "f" } else { "" }),
+            Some(Event::Checkpoint(c)) => {
+                format!("ckpt{}{}", c.step, if c.r#final { "f" } else { "" })
+            }
             Some(Event::Finished(f)) => format!("finished{}", f.succeeded),
             Some(Event::Results(_)) => "results".into(),
             None => "none".into(),
@@ -123,7 +132,11 @@ fn keeps_reporting_while_the_endpoint_is_down_and_delivers_when_it_returns() {
         .collect();
     assert!(kinds.contains(&"ckpt20".to_string()), "{kinds:?}");
     assert!(kinds.contains(&"ckpt100f".to_string()), "{kinds:?}");
-    assert_eq!(kinds.last().map(String::as_str), Some("finishedtrue"), "{kinds:?}");
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("finishedtrue"),
+        "{kinds:?}"
+    );
     // Everything is in the local log, steps included.
     let lines = std::fs::read_to_string(&log).expect("log").lines().count();
     assert_eq!(lines, 54);

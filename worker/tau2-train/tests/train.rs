@@ -21,7 +21,14 @@ const VOCAB: i64 = 64;
 
 fn model(seed: u64) -> Qwen3 {
     tch::set_num_threads(1);
-    random_model(tiny_config(VOCAB, true), seed, 0.05, Device::Cpu, Kind::Float).expect("model")
+    random_model(
+        tiny_config(VOCAB, true),
+        seed,
+        0.05,
+        Device::Cpu,
+        Kind::Float,
+    )
+    .expect("model")
 }
 
 /// Toy SFT data: a "prompt" of 4 random tokens, then the "answer": the
@@ -112,7 +119,11 @@ fn sft_resumed_run_is_bit_identical_and_skips_corrupt_checkpoints() {
     let ck = Checkpoints::open(&out, 2).expect("reopen");
     assert!(!junk.exists(), "leftover temp dir removed");
     let resumed = sft::train(&model(77), &data, &cfg, &ck, &mut NoProgress).expect("resume");
-    assert_eq!(resumed.resumed_from, Some(2), "skipped the corrupt step 4 and partial step 5");
+    assert_eq!(
+        resumed.resumed_from,
+        Some(2),
+        "skipped the corrupt step 4 and partial step 5"
+    );
     assert_eq!(resumed.history, straight.history, "same losses and metrics");
     let (a, b) = (
         weights(&straight_dir.path().join("sft/final")),
@@ -203,7 +214,8 @@ fn grpo_cfg(steps: u64, tasks: usize, samples: usize, lr: f64) -> GrpoConfig {
 
 fn seq_logprob(m: &Qwen3, t: &Trajectory) -> f64 {
     let _g = tch::no_grad_guard();
-    let ids = Tensor::from_slice(&t.ids.iter().map(|i| i64::from(*i)).collect::<Vec<_>>()).view([1, -1]);
+    let ids =
+        Tensor::from_slice(&t.ids.iter().map(|i| i64::from(*i)).collect::<Vec<_>>()).view([1, -1]);
     let mask = Tensor::from_slice(&t.policy_mask).view([1, -1]);
     m.target_logprobs(&ids, None, &mask, 1.0)
         .expect("lp")
@@ -222,9 +234,20 @@ fn grpo_step_moves_toward_positive_advantage() {
     let mut rollouts = move |_: &Qwen3, _: &[TaskRef], _: usize, _: u64| Ok(pair.clone());
     let dir = tempfile::tempdir().expect("tmp");
     let ck = Checkpoints::open(dir.path().join("grpo"), 1).expect("ck");
-    let tasks = [TaskRef { domain: Domain::Mock, task_id: "t".into() }];
-    let out = grpo::train(&policy, Some(&reference), &tasks, &mut rollouts,
-                          &grpo_cfg(1, 1, 2, 1e-3), &ck, &mut NoProgress).expect("grpo");
+    let tasks = [TaskRef {
+        domain: Domain::Mock,
+        task_id: "t".into(),
+    }];
+    let out = grpo::train(
+        &policy,
+        Some(&reference),
+        &tasks,
+        &mut rollouts,
+        &grpo_cfg(1, 1, 2, 1e-3),
+        &ck,
+        &mut NoProgress,
+    )
+    .expect("grpo");
     let (g1, b1) = (seq_logprob(&policy, &good), seq_logprob(&policy, &bad));
     assert!(g1 > g0, "good sample's logprob {g0} -> {g1}");
     assert!(b1 < b0, "bad sample's logprob {b0} -> {b1}");
@@ -240,7 +263,10 @@ fn grpo_raises_the_mean_reward_on_a_toy_reward() {
     let policy = model(21);
     let reference = model(21);
     let tasks: Vec<TaskRef> = (0..4)
-        .map(|i| TaskRef { domain: Domain::Mock, task_id: format!("t{i}") })
+        .map(|i| TaskRef {
+            domain: Domain::Mock,
+            task_id: format!("t{i}"),
+        })
         .collect();
     let mut rollouts = |m: &Qwen3, tasks: &[TaskRef], g: usize, seed: u64| {
         let mut rng = Rng::new(seed);
@@ -249,7 +275,9 @@ fn grpo_raises_the_mean_reward_on_a_toy_reward() {
             for s in 0..g {
                 let mut ids: Vec<u32> = vec![1, 2];
                 for _ in 0..2 {
-                    let x = Tensor::from_slice(&ids.iter().map(|i| i64::from(*i)).collect::<Vec<_>>()).view([1, -1]);
+                    let x =
+                        Tensor::from_slice(&ids.iter().map(|i| i64::from(*i)).collect::<Vec<_>>())
+                            .view([1, -1]);
                     let logits = m.forward(&x, None, None, None).map_err(|e| e.to_string())?;
                     let probs = logits.select(1, -1).softmax(-1, Kind::Double).view([-1]);
                     let probs = Vec::<f64>::try_from(probs).map_err(|e| e.to_string())?;
@@ -265,7 +293,7 @@ fn grpo_raises_the_mean_reward_on_a_toy_reward() {
                     }
                     ids.push(pick as u32);
                 }
-                let reward = if ids[2] % 2 == 0 { 1.0 } else { 0.0 };
+                let reward = if ids[2].is_multiple_of(2) { 1.0 } else { 0.0 };
                 let mut t = traj(&task.task_id, s as u32, ids, 2, reward);
                 t.domain = task.domain;
                 out.push(t);
@@ -275,8 +303,16 @@ fn grpo_raises_the_mean_reward_on_a_toy_reward() {
     };
     let dir = tempfile::tempdir().expect("tmp");
     let ck = Checkpoints::open(dir.path().join("grpo"), 1).expect("ck");
-    let out = grpo::train(&policy, Some(&reference), &tasks, &mut rollouts,
-                          &grpo_cfg(30, 4, 8, 3e-3), &ck, &mut NoProgress).expect("grpo");
+    let out = grpo::train(
+        &policy,
+        Some(&reference),
+        &tasks,
+        &mut rollouts,
+        &grpo_cfg(30, 4, 8, 3e-3),
+        &ck,
+        &mut NoProgress,
+    )
+    .expect("grpo");
     let r: Vec<f64> = out.history.iter().map(|h| h.metrics["reward"]).collect();
     let first = r[..5].iter().sum::<f64>() / 5.0;
     let last = r[r.len() - 5..].iter().sum::<f64>() / 5.0;
