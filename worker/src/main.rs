@@ -18,6 +18,8 @@ enum Command {
     ConfigSchema,
     /// Check a phase configuration file and print what it asks for.
     CheckConfig(cli::config::CheckConfig),
+    /// Supervised fine-tuning on conversations (JSONL: messages + tools).
+    Sft(cli::sft::SftArgs),
     /// tau2-bench: domains, tasks, gold replay, episodes.
     #[command(subcommand)]
     Tau2(cli::tau2::Tau2Command),
@@ -37,6 +39,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::ConfigSchema => cli::config::print_schema(),
         Command::CheckConfig(args) => cli::config::check(args),
+        Command::Sft(args) => cli::sft::run(args),
         Command::Tau2(cmd) => cli::tau2::run(cmd),
         Command::InitModel(args) => cli::init_model::run(args),
         Command::Serve(args) => cli::serve::run(args),
