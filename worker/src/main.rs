@@ -21,6 +21,10 @@ enum Command {
     /// tau2-bench: domains, tasks, gold replay, episodes.
     #[command(subcommand)]
     Tau2(cli::tau2::Tau2Command),
+    /// Evaluate a checkpoint: N samples per task, pass@k and pass^k, results.json.
+    Eval(Box<cli::eval::EvalArgs>),
+    /// RFT sampling: N episodes per training task, keep the good ones as SFT data.
+    Rft(Box<cli::rft::RftArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,5 +38,7 @@ fn main() -> anyhow::Result<()> {
         Command::ConfigSchema => cli::config::print_schema(),
         Command::CheckConfig(args) => cli::config::check(args),
         Command::Tau2(cmd) => cli::tau2::run(cmd),
+        Command::Eval(args) => cli::eval::run(*args),
+        Command::Rft(args) => cli::rft::run(*args),
     }
 }

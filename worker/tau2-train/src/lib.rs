@@ -2,4 +2,9 @@
 //! tau2-bench: SFT, RFT, GRPO and eval, with checkpoints that survive
 //! restarts and progress reports to the operator.
 
+pub mod eval;
+pub mod passk;
+pub mod policy;
+pub mod rft;
+pub mod rollout;
 pub mod trajectory;
