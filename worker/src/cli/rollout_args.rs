@@ -264,7 +264,7 @@ pub fn user_simulator(
         .filter(|k| !k.is_empty());
     config.timeout = std::time::Duration::from_secs(spec.request_timeout_seconds.max(1) as u64);
     config.max_retries = spec.max_retries.max(0) as u32;
-    Ok(UserSimulator::Llm(LlmUserConfig {
+    Ok(UserSimulator::Llm(Box::new(LlmUserConfig {
         client: OpenAiClient::new(config)?,
         guidelines: guidelines(data, "simulation_guidelines.md")?,
         guidelines_tools: guidelines(data, "simulation_guidelines_tools.md")?,
@@ -274,7 +274,7 @@ pub fn user_simulator(
             max_tokens: spec.max_tokens.and_then(|t| u32::try_from(t).ok()),
             seed: None,
         },
-    }))
+    })))
 }
 
 /// Limits of the orchestrator from a phase's rollout settings.

@@ -55,7 +55,7 @@ pub enum UserSimulator {
     /// tau2-bench's deterministic scripted user (tests, the embedded demo).
     Scripted,
     /// The official LLM user simulator over an OpenAI-compatible endpoint.
-    Llm(LlmUserConfig),
+    Llm(Box<LlmUserConfig>),
 }
 
 #[derive(Clone)]
