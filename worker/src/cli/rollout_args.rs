@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use tau2_api::bench::{DataVersion, Domain, Split};
+use tau2_api::bench::{DataVersion, Domain};
 use tau2_api::job::{Dtype, ENV_PHASE_CONFIG, ENV_USER_SIM_API_KEY, PhaseJob};
 use tau2_api::user_sim::{UserSimulator as UserSimSpec, UserSimulatorMode};
 use tau2_bench::chat::Sampling;
@@ -76,35 +76,8 @@ pub struct RolloutArgs {
     pub threads: i32,
 }
 
-fn parse_domain(s: &str) -> Result<Domain, String> {
-    Domain::ALL
-        .into_iter()
-        .find(|d| d.as_str() == s)
-        .ok_or_else(|| format!("unknown domain {s:?}; expected mock, airline, retail or telecom"))
-}
-
-fn parse_version(s: &str) -> Result<DataVersion, String> {
-    match s {
-        "recipe" | "recipe-337326e" | "Recipe337326e" => Ok(DataVersion::Recipe337326e),
-        "latest" | "Latest" => Ok(DataVersion::Latest),
-        _ => Err(format!(
-            "unknown data version {s:?}; expected recipe or latest"
-        )),
-    }
-}
-
-pub fn parse_split(s: &str) -> Result<Split, String> {
-    [
-        Split::Train,
-        Split::Test,
-        Split::Base,
-        Split::Small,
-        Split::Full,
-    ]
-    .into_iter()
-    .find(|x| x.as_str() == s)
-    .ok_or_else(|| format!("unknown split {s:?}; expected train, test, base, small or full"))
-}
+pub(crate) use super::tau2::parse_split;
+use super::tau2::{parse_domain, parse_version};
 
 /// The configuration file, if given, read and checked to be for `phase`.
 pub fn read_job(
