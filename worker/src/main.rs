@@ -27,6 +27,10 @@ enum Command {
     InitModel(cli::init_model::InitModel),
     /// Serve a checkpoint on an OpenAI-compatible API (/v1/chat/completions, /v1/models).
     Serve(cli::serve::Serve),
+    /// Evaluate a checkpoint: N samples per task, pass@k and pass^k, results.json.
+    Eval(Box<cli::eval::EvalArgs>),
+    /// RFT sampling: N episodes per training task, keep the good ones as SFT data.
+    Rft(Box<cli::rft::RftArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,5 +47,7 @@ fn main() -> anyhow::Result<()> {
         Command::Tau2(cmd) => cli::tau2::run(cmd),
         Command::InitModel(args) => cli::init_model::run(args),
         Command::Serve(args) => cli::serve::run(args),
+        Command::Eval(args) => cli::eval::run(*args),
+        Command::Rft(args) => cli::rft::run(*args),
     }
 }

@@ -1,7 +1,10 @@
 //! Subcommands.
 
 pub mod config;
+pub mod eval;
 pub mod init_model;
+pub mod rft;
+pub mod rollout_args;
 pub mod serve;
 pub mod sft;
 pub mod tau2;

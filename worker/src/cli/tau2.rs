@@ -148,14 +148,14 @@ pub struct RunArgs {
     judge: JudgeArgs,
 }
 
-fn parse_domain(s: &str) -> Result<Domain, String> {
+pub(crate) fn parse_domain(s: &str) -> Result<Domain, String> {
     Domain::ALL
         .into_iter()
         .find(|d| d.as_str() == s)
         .ok_or_else(|| format!("unknown domain {s:?}; expected mock, airline, retail or telecom"))
 }
 
-fn parse_split(s: &str) -> Result<Split, String> {
+pub(crate) fn parse_split(s: &str) -> Result<Split, String> {
     [
         Split::Train,
         Split::Test,
@@ -168,7 +168,7 @@ fn parse_split(s: &str) -> Result<Split, String> {
     .ok_or_else(|| format!("unknown split {s:?}; expected train, test, base, small or full"))
 }
 
-fn parse_version(s: &str) -> Result<DataVersion, String> {
+pub(crate) fn parse_version(s: &str) -> Result<DataVersion, String> {
     match s {
         "recipe" | "recipe-337326e" | "Recipe337326e" => Ok(DataVersion::Recipe337326e),
         "latest" | "Latest" => Ok(DataVersion::Latest),

@@ -5,10 +5,15 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod error;
+pub mod eval;
 pub mod grpo;
 pub mod optim;
+pub mod passk;
+pub mod policy;
 pub mod progress;
 pub mod reward;
+pub mod rft;
+pub mod rollout;
 mod run;
 pub mod schedule;
 pub mod sft;
