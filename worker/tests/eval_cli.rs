@@ -23,7 +23,7 @@ fn tokenizer() -> Option<PathBuf> {
 }
 
 fn template() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tau2-chat/tests/fixtures/qwen3_instruct_2507.jinja")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tau2-chat/templates/qwen3_instruct_2507.jinja")
 }
 
 fn data() -> PathBuf {

@@ -19,8 +19,7 @@ use tau2_model::tch::{Device, Kind};
 use tau2_train::policy::{ModelGenerator, PolicyConfig};
 use tau2_train::rollout::{RolloutConfig, RolloutJob, UserSimulator, run_rollouts, runtime};
 
-const TEMPLATE_2507: &str =
-    include_str!("../../tau2-chat/tests/fixtures/qwen3_instruct_2507.jinja");
+const TEMPLATE_2507: &str = tau2_chat::QWEN3_INSTRUCT_2507_TEMPLATE;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let Some(dir) = std::env::var_os("TAU2_QWEN3_TOKENIZER_DIR").filter(|d| !d.is_empty()) else {

@@ -30,8 +30,7 @@ use tau2_train::rollout::{
     EpisodeOutcome, RolloutConfig, RolloutJob, UserSimulator, run_rollouts, runtime,
 };
 
-const TEMPLATE_2507: &str =
-    include_str!("../../tau2-chat/tests/fixtures/qwen3_instruct_2507.jinja");
+const TEMPLATE_2507: &str = tau2_chat::QWEN3_INSTRUCT_2507_TEMPLATE;
 
 fn chat() -> Option<ChatTokenizer> {
     let Some(dir) = std::env::var_os("TAU2_QWEN3_TOKENIZER_DIR").filter(|d| !d.is_empty()) else {
