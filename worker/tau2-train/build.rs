@@ -1,29 +1,4 @@
-//! Puts libtorch's directory on the rpath of this crate's binaries, tests and
-//! benches, so they run with no LD_LIBRARY_PATH (torch-sys sets none).
-use std::path::Path;
-
+//! libtorch on the rpath (and CUDA linking with feature `cuda`): see tau2-build.
 fn main() {
-    // torch-sys has `links = "tch"`, so it reaches us as DEP_TCH_LIBTORCH_LIB.
-    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
-    let Ok(dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
-        return;
-    };
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
-    // Feature `cuda`: rustc links with --as-needed, which drops
-    // libtorch_cuda.so (nothing references it by symbol), and then tch sees
-    // no GPU. Keeping it needs the full wheel's CUDA libraries (cuBLAS,
-    // cuDNN, ...) at load time, so with the minimal CPU install (as under
-    // `--all-features` in tests/run.sh) we warn instead of producing test
-    // binaries that cannot start.
-    if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
-        let cudnn = Path::new(&dir).join("../../nvidia/cudnn");
-        println!("cargo:rerun-if-changed={}", cudnn.display());
-        if cudnn.exists() {
-            println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
-        } else {
-            println!(
-                "cargo:warning=feature cuda: no CUDA libraries next to {dir} (minimal libtorch install); building CPU-only"
-            );
-        }
-    }
+    tau2_build::link_libtorch();
 }
