@@ -283,10 +283,16 @@ async fn readiness(
     mut synced: watch::Receiver<bool>,
     ready: watch::Sender<bool>,
 ) {
-    while !tokens.ready_within(Duration::from_secs(30)).await {
-        tracing::info!("waiting for the first list of progress token Secrets");
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    // Short waits: kube-runtime's readiness wakes only one of several
+    // waiters (the progress service may wait too), so poll it.
+    let mut waited = 0u32;
+    while !tokens.ready_within(Duration::from_millis(250)).await {
+        waited += 1;
+        if waited.is_multiple_of(120) {
+            tracing::info!("waiting for the first list of progress token Secrets");
+        }
     }
+    tracing::info!("progress token Secrets listed");
     loop {
         let leading = *leader.borrow_and_update();
         let is_synced = *synced.borrow_and_update();
@@ -299,7 +305,10 @@ async fn readiness(
 }
 
 /// Binds the two listeners of `run`.
-pub async fn bind(grpc: SocketAddr, http: SocketAddr) -> anyhow::Result<(TcpListener, TcpListener)> {
+pub async fn bind(
+    grpc: SocketAddr,
+    http: SocketAddr,
+) -> anyhow::Result<(TcpListener, TcpListener)> {
     let g = TcpListener::bind(grpc)
         .await
         .with_context(|| format!("listening for gRPC on {grpc}"))?;

@@ -431,7 +431,7 @@ pub async fn run(
         })
         .reconcile_on(triggers)
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, ctx.clone())
         .for_each(|result| async move {
             match result {
                 Ok((obj, _)) => tracing::debug!(pipeline = %obj, "reconciled"),
@@ -449,9 +449,16 @@ pub async fn run(
 /// and every [`HOUSEKEEPING`] period hands the cache to the metrics and drops
 /// progress of pipelines that are gone (a deletion this replica missed).
 async fn housekeeping(store: Store<Tau2Pipeline>, ctx: Arc<Context>) {
-    if store.wait_until_ready().await.is_err() {
-        return;
+    // kube-runtime's readiness wakes only one of several waiters (the
+    // controller waits too), so poll it.
+    loop {
+        match tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await {
+            Ok(Ok(())) => break,
+            Ok(Err(_)) => return,
+            Err(_) => {}
+        }
     }
+    tracing::info!("the controller's cache of pipelines is synced");
     ctx.synced.send_replace(true);
     let mut tick = tokio::time::interval(HOUSEKEEPING);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -31,7 +31,7 @@ enum Command {
     },
     /// Run the operator: the progress service (gRPC), /metrics, /healthz and
     /// /readyz (HTTP), leader election, and the controller while leading.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 #[derive(clap::Args)]
@@ -109,7 +109,7 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?
-                .block_on(run(args))?;
+                .block_on(run(*args))?;
         }
         Command::Crd { out_dir, stdout } => {
             let yaml = tau2_operator::crdgen::crd_yaml().context("serialising the CRD")?;

@@ -148,9 +148,12 @@ async fn reports_from_a_phase_worker_reach_status_and_metrics() -> TestResult {
         "spec": {"phases": {"rft": {"enabled": false}, "grpo": {"enabled": false}}}});
     let p = create(&client, &ns, "recipe", run.clone()).await;
     let other = create(&client, &ns, "other", run).await;
-    let sft_pod = scheduled_pod(&client, &ns, "sft", 60).await;
+    let sft_pod = scheduled_pod(&client, &ns, "recipe", "sft", 60).await;
     assert_eq!(
-        sft_pod.labels().get("tau2.dev/pipeline").map(String::as_str),
+        sft_pod
+            .labels()
+            .get("tau2.dev/pipeline")
+            .map(String::as_str),
         Some("recipe")
     );
 
@@ -182,7 +185,7 @@ async fn reports_from_a_phase_worker_reach_status_and_metrics() -> TestResult {
         r#final: true,
     }));
     events.push(finished());
-    let n = events.len() as u32;
+    let n = events.len() as u64;
     let ack = worker("sft", &recipe_token, &p).send(events).await?;
     assert_eq!((ack.accepted, ack.rejected), (n, 0));
 
@@ -204,7 +207,11 @@ async fn reports_from_a_phase_worker_reach_status_and_metrics() -> TestResult {
     assert_eq!(progress.metrics["loss"], 0.2);
     assert_eq!(progress.metrics["tokensPerSecond"], 9000.0);
     assert_eq!(sft.final_checkpoint.as_deref(), Some("sft/final"));
-    assert!(st.checkpoints.iter().any(|c| c.path == "sft/step-3" && !c.r#final));
+    assert!(
+        st.checkpoints
+            .iter()
+            .any(|c| c.path == "sft/step-3" && !c.r#final)
+    );
     assert_eq!(st.progress.as_deref(), Some("5/5"));
 
     // Another pipeline's token opens nothing of this one.
@@ -219,7 +226,7 @@ async fn reports_from_a_phase_worker_reach_status_and_metrics() -> TestResult {
 
     // The Job completes; eval starts from SFT's final checkpoint and reports pass@k.
     complete(&client, &ns, &sft_pod).await;
-    let eval_pod = scheduled_pod(&client, &ns, "eval", 60).await;
+    let eval_pod = scheduled_pod(&client, &ns, "recipe", "eval", 60).await;
     let mut events = steps(8);
     events.push(Event::Results(Results {
         split: "test".into(),
@@ -239,16 +246,27 @@ async fn reports_from_a_phase_worker_reach_status_and_metrics() -> TestResult {
     // /metrics: the pipeline's series and the operator's own.
     let text = http_get(app.http, "/metrics").await?;
     let series = |name: &str, labels: &[&str]| {
-        text.lines().any(|l| {
-            l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x))
-        })
+        text.lines()
+            .any(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
     };
-    let recipe = format!("pipeline=\"recipe\"");
+    let recipe = "pipeline=\"recipe\"";
     let in_ns = format!("namespace=\"{ns}\"");
-    assert!(series("tau2_pipeline_step", &[&recipe, &in_ns, "phase=\"sft\""]), "{text}");
-    assert!(series("tau2_pipeline_loss", &[&recipe, "phase=\"sft\""]), "{text}");
-    assert!(series("tau2_pipeline_pass_at_k", &[&recipe, "domain=\"all\""]), "{text}");
-    assert!(series("tau2_pipeline_pass_at_k", &[&recipe, "domain=\"airline\""]), "{text}");
+    assert!(
+        series("tau2_pipeline_step", &[recipe, &in_ns, "phase=\"sft\""]),
+        "{text}"
+    );
+    assert!(
+        series("tau2_pipeline_loss", &[recipe, "phase=\"sft\""]),
+        "{text}"
+    );
+    assert!(
+        series("tau2_pipeline_pass_at_k", &[recipe, "domain=\"all\""]),
+        "{text}"
+    );
+    assert!(
+        series("tau2_pipeline_pass_at_k", &[recipe, "domain=\"airline\""]),
+        "{text}"
+    );
     assert!(text.contains("tau2_operator_leader 1"), "{text}");
     let successes = text
         .lines()
@@ -257,8 +275,14 @@ async fn reports_from_a_phase_worker_reach_status_and_metrics() -> TestResult {
         .unwrap_or(0.0);
     assert!(successes > 0.0, "{text}");
     assert!(text.contains("tau2_operator_reconcile_duration_seconds_count"));
-    assert!(series("tau2_operator_pipelines", &["phase=\"Running\""]), "{text}");
-    assert!(text.contains("tau2_operator_progress_reports_rejected_total{reason=\"token_mismatch\"} 1"), "{text}");
+    assert!(
+        series("tau2_operator_pipelines", &["phase=\"Running\""]),
+        "{text}"
+    );
+    assert!(
+        text.contains("tau2_operator_progress_reports_rejected_total{reason=\"token_mismatch\"} 1"),
+        "{text}"
+    );
 
     // Eval ends: the pipeline succeeds and keeps what was reported.
     complete(&client, &ns, &eval_pod).await;
@@ -270,7 +294,11 @@ async fn reports_from_a_phase_worker_reach_status_and_metrics() -> TestResult {
     let results = st.results.expect("results");
     assert_eq!((results.k, results.overall.pass_at_k), (4, 0.59));
     assert_eq!(results.domains.len(), 2);
-    let eval = st.phases.as_ref().and_then(|p| p.eval.clone()).expect("eval");
+    let eval = st
+        .phases
+        .as_ref()
+        .and_then(|p| p.eval.clone())
+        .expect("eval");
     assert_eq!(eval.state, PhaseState::Succeeded);
     assert_eq!(eval.progress.map(|p| p.step), Some(8));
 
@@ -284,7 +312,10 @@ async fn reports_from_a_phase_worker_reach_status_and_metrics() -> TestResult {
         if !text.contains("pipeline=\"recipe\"") {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "series of a deleted pipeline stay: {text}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "series of a deleted pipeline stay: {text}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 

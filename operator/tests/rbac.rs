@@ -32,10 +32,7 @@ fn rbac_yaml() -> (ClusterRole, Role) {
             other => panic!("unexpected {other:?} in rbac.yaml"),
         }
     }
-    (
-        cluster_role.expect("a ClusterRole"),
-        role.expect("a Role"),
-    )
+    (cluster_role.expect("a ClusterRole"), role.expect("a Role"))
 }
 
 /// A client that authenticates as `ns`'s ServiceAccount `sa`, and nothing else.
@@ -45,12 +42,7 @@ async fn client_as(admin: &Client, ns: &str, sa: &str) -> Client {
     }))
     .expect("a TokenRequest");
     let issued: TokenRequest = Api::<ServiceAccount>::namespaced(admin.clone(), ns)
-        .create_subresource(
-            "token",
-            sa,
-            &PostParams::default(),
-            serde_json::to_vec(&request).expect("JSON"),
-        )
+        .create_subresource("token", sa, &PostParams::default(), &request)
         .await
         .expect("the TokenRequest API issues a token");
     let token = issued.status.expect("a token").token;
@@ -84,7 +76,8 @@ async fn the_operator_runs_with_exactly_its_rbac_and_nothing_more() -> TestResul
     Api::<Role>::namespaced(admin.clone(), &ns)
         .patch(&role.name_any(), &ssa, &Patch::Apply(&role))
         .await?;
-    let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "tau2-operator"}}))?;
+    let sa: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "tau2-operator"}}))?;
     Api::<ServiceAccount>::namespaced(admin.clone(), &ns)
         .create(&PostParams::default(), &sa)
         .await?;
@@ -120,7 +113,13 @@ async fn the_operator_runs_with_exactly_its_rbac_and_nothing_more() -> TestResul
     app.ready(60).await;
 
     // It leads, labels its pod, creates the first Job and writes status.
-    create(&admin, &ns, "recipe", json!({"metadata": {"labels": {"tau2.dev/test-outcome": "run"}}})).await;
+    create(
+        &admin,
+        &ns,
+        "recipe",
+        json!({"metadata": {"labels": {"tau2.dev/test-outcome": "run"}}}),
+    )
+    .await;
     let p = wait_for(&admin, &ns, "recipe", 60, "the first Job in status", |p| {
         p.status.as_ref().is_some_and(|s| {
             s.phases
@@ -148,7 +147,10 @@ async fn the_operator_runs_with_exactly_its_rbac_and_nothing_more() -> TestResul
         .list(&ListParams::default())
         .await?;
     assert!(
-        events.items.iter().any(|e| e.reason.as_deref() == Some("JobCreated")),
+        events
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("JobCreated")),
         "the operator may publish events"
     );
 
@@ -193,7 +195,10 @@ async fn the_operator_runs_with_exactly_its_rbac_and_nothing_more() -> TestResul
         .await?
         .is_some()
     {
-        assert!(std::time::Instant::now() < deadline, "the finalizer did not finish");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the finalizer did not finish"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 

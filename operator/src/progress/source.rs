@@ -149,8 +149,7 @@ mod tests {
 
     /// Reports go into the store; the plan's status shows them.
     #[test]
-    fn store_reports_reach_the_status_through_the_view() -> Result<(), Box<dyn std::error::Error>>
-    {
+    fn store_reports_reach_the_status_through_the_view() -> Result<(), Box<dyn std::error::Error>> {
         let (store, mut keys) = ProgressStore::new();
         let k = key("ns", "recipe", "uid-1");
         let events = [
@@ -189,10 +188,15 @@ mod tests {
 
         let source: &dyn ProgressSource = &store;
         assert!(source.snapshot("ns", "recipe", "other-uid").is_none());
-        let view = source.snapshot("ns", "recipe", "uid-1").ok_or("a snapshot")?;
+        let view = source
+            .snapshot("ns", "recipe", "uid-1")
+            .ok_or("a snapshot")?;
         let sft = &view.phases[&PhaseName::Sft];
         assert_eq!((sft.step, sft.total_steps, sft.attempt), (3, 10, 1));
-        assert_eq!(sft.final_checkpoint().map(|c| c.path.as_str()), Some("sft/final"));
+        assert_eq!(
+            sft.final_checkpoint().map(|c| c.path.as_str()),
+            Some("sft/final")
+        );
         assert!(sft.updated.is_some());
 
         let p: Tau2Pipeline = serde_json::from_value(serde_json::json!({
@@ -211,11 +215,19 @@ mod tests {
         };
         let plan = reconcile::plan(&p, &observed, &Settings::default(), Timestamp::now());
         let st = plan.status;
-        let rec = st.phases.as_ref().and_then(|p| p.sft.as_ref()).ok_or("sft")?;
+        let rec = st
+            .phases
+            .as_ref()
+            .and_then(|p| p.sft.as_ref())
+            .ok_or("sft")?;
         let progress = rec.progress.as_ref().ok_or("progress")?;
         assert_eq!((progress.step, progress.total_steps), (3, 10));
         assert_eq!(progress.metrics["loss"], 0.5);
-        assert!(st.checkpoints.iter().any(|c| c.path == "sft/final" && c.r#final));
+        assert!(
+            st.checkpoints
+                .iter()
+                .any(|c| c.path == "sft/final" && c.r#final)
+        );
         let results = st.results.as_ref().ok_or("results")?;
         assert_eq!((results.k, results.overall.pass_at_k), (4, 0.59));
         assert_eq!(results.domains.len(), 1);

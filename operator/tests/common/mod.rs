@@ -147,7 +147,12 @@ pub async fn checkpoint_claim(client: &Client, ns: &str) {
         .expect("claim created");
 }
 
-pub async fn create(client: &Client, ns: &str, name: &str, patch: serde_json::Value) -> Tau2Pipeline {
+pub async fn create(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    patch: serde_json::Value,
+) -> Tau2Pipeline {
     let mut body = minimal_pipeline(name);
     merge(&mut body, &patch);
     let obj: DynamicObject = serde_json::from_value(body).expect("an object");
@@ -213,6 +218,14 @@ impl App {
     /// leader on a Lease in `ns`, gRPC and HTTP on 127.0.0.1 ports of its own,
     /// labelling `leader_pod` (in `ns`) while it leads.
     pub async fn start(client: &Client, ns: &str, identity: &str, leader_pod: Option<&str>) -> App {
+        // The operator's log in the test's output (RUST_LOG, default info).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "info,kube=warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
         let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         let (grpc, http) = tau2_operator::app::bind(any, any)
             .await
@@ -261,7 +274,11 @@ impl App {
             {
                 return;
             }
-            assert!(Instant::now() < deadline, "/readyz not OK in {secs}s");
+            assert!(
+                Instant::now() < deadline,
+                "/readyz not OK in {secs}s: {:?}",
+                http_get(self.http, "/readyz").await
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -290,13 +307,21 @@ pub async fn http_get(
     Ok(text)
 }
 
-/// Polls until `ns` has a pod of `phase` (its label) placed on a node.
-pub async fn scheduled_pod(client: &Client, ns: &str, phase: &str, secs: u64) -> k8s_openapi::api::core::v1::Pod {
+/// Polls until `ns` has a pod of `pipeline`'s `phase` placed on a node.
+pub async fn scheduled_pod(
+    client: &Client,
+    ns: &str,
+    pipeline: &str,
+    phase: &str,
+    secs: u64,
+) -> k8s_openapi::api::core::v1::Pod {
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), ns);
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let list = pods
-            .list(&ListParams::default().labels(&format!("tau2.dev/phase={phase}")))
+            .list(&ListParams::default().labels(&format!(
+                "tau2.dev/pipeline={pipeline},tau2.dev/phase={phase}"
+            )))
             .await
             .expect("pods listed");
         if let Some(p) = list
@@ -306,7 +331,10 @@ pub async fn scheduled_pod(client: &Client, ns: &str, phase: &str, secs: u64) ->
         {
             return p;
         }
-        assert!(Instant::now() < deadline, "no {phase} pod was scheduled in {secs}s");
+        assert!(
+            Instant::now() < deadline,
+            "no {phase} pod was scheduled in {secs}s"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
