@@ -17,7 +17,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalized, finalizer};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -35,12 +35,21 @@ pub const FINALIZER: &str = "tau2.dev/cleanup";
 pub const FIELD_MANAGER: &str = "tau2-operator";
 /// Reconcile at least this often, to catch anything a watch missed.
 const RESYNC: Duration = Duration::from_secs(300);
+/// How often the cache of pipelines is summed up for metrics and compared
+/// with the progress store (see [`Hooks::pipelines`], [`ProgressSource::retain`]).
+pub const HOUSEKEEPING: Duration = Duration::from_secs(5);
 
 /// Called around reconciles; the metrics module implements it.
 pub trait Hooks: Send + Sync {
+    /// A reconcile succeeded; `status` is the one it started from.
     fn reconciled(&self, _p: &Tau2Pipeline, _status: &Tau2PipelineStatus, _took: Duration) {}
-    fn failed(&self, _p: &Tau2Pipeline, _error: &Error) {}
+    /// A reconcile failed.
+    fn failed(&self, _p: &Tau2Pipeline, _error: &Error, _took: Duration) {}
+    /// The finalizer cleaned up after a deleted pipeline.
     fn deleted(&self, _p: &Tau2Pipeline) {}
+    /// Every pipeline in the controller's cache, every [`HOUSEKEEPING`]
+    /// period while leading (none once the controller stops).
+    fn pipelines(&self, _all: &[Arc<Tau2Pipeline>]) {}
 }
 
 /// No metrics.
@@ -54,6 +63,8 @@ pub struct Context {
     pub settings: Settings,
     pub progress: Arc<dyn ProgressSource>,
     pub hooks: Arc<dyn Hooks>,
+    /// True while the controller runs with its caches synced (readiness).
+    pub synced: watch::Sender<bool>,
     /// Consecutive failures per pipeline, for per-object exponential backoff
     /// (kube-runtime's error_policy has none, kube-rs/kube#1916).
     failures: Mutex<HashMap<String, u32>>,
@@ -72,6 +83,7 @@ impl Context {
             settings,
             progress: Arc::new(reconcile::progress_view::NoProgress),
             hooks: Arc::new(NoHooks),
+            synced: watch::Sender::new(false),
             failures: Mutex::default(),
         }
     }
@@ -118,7 +130,14 @@ pub async fn reconcile(p: Arc<Tau2Pipeline>, ctx: Arc<Context>) -> Result<Action
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))?;
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    let action = match action {
+        Ok(action) => action,
+        Err(error) => {
+            ctx.hooks.failed(&p, &error, started.elapsed());
+            return Err(error);
+        }
+    };
     ctx.failure_count(&key(&p), false);
     ctx.hooks.reconciled(
         &p,
@@ -133,7 +152,6 @@ pub fn error_policy(p: Arc<Tau2Pipeline>, error: &Error, ctx: Arc<Context>) -> A
     let n = ctx.failure_count(&key(&p), true);
     let delay = Duration::from_secs(1u64 << n.min(9).saturating_sub(1)).min(RESYNC);
     tracing::warn!(pipeline = %key(&p), error = %error, kind = error.metric_label(), retry_in = ?delay, "reconcile failed");
-    ctx.hooks.failed(&p, error);
     Action::requeue(delay)
 }
 
@@ -396,7 +414,9 @@ pub async fn run(
         .map_err(Error::kube("list tau2pipelines (is the CRD installed?)"))?;
     // Only our own children are watched and cached.
     let ours = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
-    Controller::new(pipelines, watcher::Config::default().any_semantic())
+    let controller = Controller::new(pipelines, watcher::Config::default().any_semantic());
+    let housekeeping = tokio::spawn(housekeeping(controller.store(), ctx.clone()));
+    controller
         .with_config(
             ControllerConfig::default()
                 .debounce(settings.debounce)
@@ -411,7 +431,7 @@ pub async fn run(
         })
         .reconcile_on(triggers)
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, ctx.clone())
         .for_each(|result| async move {
             match result {
                 Ok((obj, _)) => tracing::debug!(pipeline = %obj, "reconciled"),
@@ -419,7 +439,39 @@ pub async fn run(
             }
         })
         .await;
+    housekeeping.abort();
+    ctx.synced.send_replace(false);
+    ctx.hooks.pipelines(&[]);
     Ok(())
+}
+
+/// While the controller runs: says when its cache of pipelines is synced,
+/// and every [`HOUSEKEEPING`] period hands the cache to the metrics and drops
+/// progress of pipelines that are gone (a deletion this replica missed).
+async fn housekeeping(store: Store<Tau2Pipeline>, ctx: Arc<Context>) {
+    // kube-runtime's readiness wakes only one of several waiters (the
+    // controller waits too), so poll it.
+    loop {
+        match tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await {
+            Ok(Ok(())) => break,
+            Ok(Err(_)) => return,
+            Err(_) => {}
+        }
+    }
+    tracing::info!("the controller's cache of pipelines is synced");
+    ctx.synced.send_replace(true);
+    let mut tick = tokio::time::interval(HOUSEKEEPING);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let all = store.state();
+        ctx.hooks.pipelines(&all);
+        ctx.progress.retain(&|ns, name, uid| {
+            store
+                .get(&ObjectRef::new(name).within(ns))
+                .is_some_and(|p| p.metadata.uid.as_deref() == Some(uid))
+        });
+    }
 }
 
 /// Runs the controller while this replica leads: started when it becomes
@@ -455,6 +507,9 @@ where
             }
         };
         run(ctx.clone(), settings.clone(), triggers(), end).await?;
+        // Reports that arrive while another replica leads go there; what is
+        // kept here would be stale by the next term.
+        ctx.progress.retain(&|_, _, _| false);
         tracing::info!("controller stopped");
         if *shutdown.borrow() {
             return Ok(());

@@ -29,7 +29,12 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Kube { .. } => "kube",
-            Error::Finalizer(_) => "finalizer",
+            // The reconcile's own error, not the finalizer's wrapping of it.
+            Error::Finalizer(e) => match e.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
+                _ => "finalizer",
+            },
             Error::Serialize { .. } => "serialize",
             Error::InvalidObject(_) => "invalid_object",
             Error::Token(_) => "token",

@@ -1,5 +1,6 @@
 //! The tau2 operator: reconciles `Tau2Pipeline` resources into phase Jobs.
 //!
+//! - [`app`]: all of it wired together in one process (`tau2-operator run`);
 //! - [`reconcile`]: the pure decision logic and the objects it builds;
 //! - [`controller`]: the Kubernetes layer around it;
 //! - [`leader`]: leader election, so that only one replica reconciles;
@@ -7,6 +8,7 @@
 //!   the per-pipeline tokens that authenticate them;
 //! - [`metrics`], [`http`]: Prometheus metrics, `/healthz` and `/readyz`.
 
+pub mod app;
 pub mod controller;
 pub mod crdgen;
 pub mod error;

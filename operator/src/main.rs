@@ -1,11 +1,13 @@
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tau2_operator::controller::{self, RunSettings};
-use tau2_operator::leader::{self, LeaderSettings};
+use tau2_operator::app;
+use tau2_operator::controller::RunSettings;
+use tau2_operator::leader::LeaderSettings;
+use tau2_operator::progress::ServiceConfig;
 use tau2_operator::reconcile::Settings;
 
 /// The tau2 operator.
@@ -27,8 +29,9 @@ enum Command {
         #[arg(long)]
         stdout: bool,
     },
-    /// Run the operator: reconcile Tau2Pipelines into phase Jobs.
-    Run(RunArgs),
+    /// Run the operator: the progress service (gRPC), /metrics, /healthz and
+    /// /readyz (HTTP), leader election, and the controller while leading.
+    Run(Box<RunArgs>),
 }
 
 #[derive(clap::Args)]
@@ -43,9 +46,23 @@ struct RunArgs {
         default_value = "ghcr.io/tau2-operator/tau2-worker:latest"
     )]
     worker_image: String,
-    /// gRPC address workers report progress to, e.g. http://tau2-operator.tau2-system.svc:9090.
+    /// gRPC address workers report progress to: the progress Service, which
+    /// selects the leader's pod, e.g. http://tau2-operator-progress.tau2-system.svc:9090.
     #[arg(long, env = "TAU2_PROGRESS_ENDPOINT")]
     progress_endpoint: Option<String>,
+    /// Where the progress service listens.
+    #[arg(long, env = "TAU2_GRPC_ADDR", default_value = "0.0.0.0:9090")]
+    grpc_addr: SocketAddr,
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, env = "TAU2_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    http_addr: SocketAddr,
+    /// While leading, label this replica's pod (POD_NAMESPACE/POD_NAME)
+    /// tau2.dev/leader=true, so the progress Service routes workers to it.
+    #[arg(long, env = "TAU2_LABEL_LEADER_POD", default_value = "true", action = clap::ArgAction::Set)]
+    label_leader_pod: bool,
+    /// At shutdown, how long open progress streams may take to end.
+    #[arg(long, default_value = "5", value_name = "SECONDS")]
+    shutdown_grace_seconds: u64,
     /// Wait before retrying a failed phase; doubles with each failure.
     #[arg(long, default_value = "10", value_name = "SECONDS")]
     retry_backoff_seconds: u64,
@@ -92,7 +109,7 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?
-                .block_on(run(args))?;
+                .block_on(run(*args))?;
         }
         Command::Crd { out_dir, stdout } => {
             let yaml = tau2_operator::crdgen::crd_yaml().context("serialising the CRD")?;
@@ -120,61 +137,34 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         max_retry_backoff: Duration::from_secs(args.max_retry_backoff_seconds),
         blocked_timeout: Duration::from_secs(args.blocked_timeout_seconds),
     };
-    // HOOK for the progress service and metrics (issue 6, items 4 and 5):
-    // `.with_progress(store)` and `.with_hooks(metrics)`, the store's
-    // notification stream as the triggers below, and the HTTP server reading
-    // `leader` for /readyz.
-    let ctx = Arc::new(controller::Context::new(
-        client.clone(),
+    let election = args.leader_elect.then(|| LeaderSettings {
+        lease_duration: Duration::from_secs(args.lease_duration_seconds),
+        renew_before: Duration::from_secs(args.lease_renew_before_seconds),
+        ..LeaderSettings::new(&args.lease_name, &args.lease_namespace, &args.pod_name)
+    });
+    let config = app::Config {
         settings,
-        &args.pod_name,
-    ));
-    let run_settings = RunSettings {
-        namespace: args.namespace,
-        debounce: Duration::from_millis(args.debounce_ms),
-        concurrency: args.concurrency,
+        run: RunSettings {
+            namespace: args.namespace,
+            debounce: Duration::from_millis(args.debounce_ms),
+            concurrency: args.concurrency,
+        },
+        leader_pod: args
+            .label_leader_pod
+            .then(|| (args.lease_namespace.clone(), args.pod_name.clone())),
+        identity: args.pod_name,
+        election,
+        service: ServiceConfig::default(),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
     };
+    let (grpc, http) = app::bind(args.grpc_addr, args.http_addr).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
         stop_tx.send_replace(true);
     });
-    let leader = if args.leader_elect {
-        let mut stop = stop_rx.clone();
-        let lease = LeaderSettings {
-            lease_duration: Duration::from_secs(args.lease_duration_seconds),
-            renew_before: Duration::from_secs(args.lease_renew_before_seconds),
-            ..LeaderSettings::new(&args.lease_name, &args.lease_namespace, &args.pod_name)
-        };
-        let (leader, task) = leader::elect(client, lease, async move {
-            controller::stopped(&mut stop).await;
-        })
-        .await
-        .context("starting leader election")?;
-        Some((leader, task))
-    } else {
-        None
-    };
-    // Without election this replica always leads; the sender lives until the end.
-    let (_always, always_rx) = tokio::sync::watch::channel(true);
-    let (leader_rx, election) = match leader {
-        Some((rx, task)) => (rx, Some(task)),
-        None => (always_rx, None),
-    };
-    controller::run_while_leading(
-        ctx,
-        run_settings,
-        leader_rx,
-        futures::stream::pending,
-        stop_rx,
-    )
-    .await?;
-    if let Some(task) = election {
-        // Releases the lease so a standby takes over at once.
-        let _ = task.await;
-    }
-    Ok(())
+    app::run(client, config, grpc, http, stop_rx).await
 }
 
 async fn shutdown_signal() {

@@ -33,7 +33,7 @@
 //! | `tau2_pipeline_average_reward` | gauge | `namespace`, `pipeline`, `domain` | eval mean task reward |
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -41,9 +41,11 @@ use prometheus::{
 };
 use prometheus::{GaugeVec, core::Collector};
 use tau2_api::bench::Domain;
-use tau2_api::crd::PipelinePhase;
+use tau2_api::crd::{PipelinePhase, Tau2Pipeline, Tau2PipelineStatus};
 use tau2_api::phases::PhaseName;
 
+use crate::controller::Hooks;
+use crate::error::Error;
 use crate::progress::store::{EvalReport, PassRates, PhaseReport};
 use crate::progress::{PipelineKey, Rejection};
 
@@ -281,6 +283,11 @@ impl Metrics {
         Ok(String::from_utf8(buf)?)
     }
 
+    /// Records the duration of one reconcile.
+    pub fn observe_reconcile(&self, took: Duration) {
+        self.inner.reconcile_duration.observe(took.as_secs_f64());
+    }
+
     /// Times one reconcile; the duration is recorded when the guard drops.
     pub fn reconcile_timer(&self) -> ReconcileTimer {
         ReconcileTimer {
@@ -412,6 +419,29 @@ impl Metrics {
                 let _ = gauge.remove_label_values(&labels);
             }
         }
+    }
+}
+
+/// The controller's hooks: reconcile counts, errors by the error's
+/// [`metric_label`](crate::error::Error::metric_label), durations, and
+/// pipelines by phase from the controller's cache.
+impl Hooks for Metrics {
+    fn reconciled(&self, _: &Tau2Pipeline, _: &Tau2PipelineStatus, took: Duration) {
+        self.observe_reconcile(took);
+        self.reconcile_succeeded();
+    }
+
+    fn failed(&self, _: &Tau2Pipeline, error: &Error, took: Duration) {
+        self.observe_reconcile(took);
+        self.reconcile_failed(error.metric_label());
+    }
+
+    fn pipelines(&self, all: &[Arc<Tau2Pipeline>]) {
+        // A pipeline without status yet is Pending (the status' default).
+        self.set_pipeline_phases(
+            all.iter()
+                .map(|p| p.status.as_ref().map(|s| s.phase).unwrap_or_default()),
+        );
     }
 }
 

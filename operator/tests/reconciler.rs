@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Pod};
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::core::DynamicObject;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tau2_api::crd::{PhaseState, PipelinePhase, Tau2Pipeline};
@@ -116,80 +115,6 @@ async fn start_replica(
     )
 }
 
-/// A bound claim `checkpoints` for the pipelines of `ns` (the scheduler
-/// places no pod whose claim is unbound).
-async fn checkpoint_claim(client: &Client, ns: &str) {
-    let pv: PersistentVolume = serde_json::from_value(json!({
-        "metadata": {"name": format!("{ns}-checkpoints")},
-        "spec": {
-            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"],
-            "storageClassName": "manual", "hostPath": {"path": "/tmp/tau2-test"},
-            "claimRef": {"namespace": ns, "name": "checkpoints"}
-        }
-    }))
-    .expect("a PV");
-    let _ = Api::<PersistentVolume>::all(client.clone())
-        .create(&PostParams::default(), &pv)
-        .await;
-    let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
-        "metadata": {"name": "checkpoints"},
-        "spec": {
-            "accessModes": ["ReadWriteMany"], "storageClassName": "manual",
-            "volumeName": format!("{ns}-checkpoints"), "resources": {"requests": {"storage": "1Gi"}}
-        }
-    }))
-    .expect("a PVC");
-    Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &pvc)
-        .await
-        .expect("claim created");
-}
-
-async fn create(client: &Client, ns: &str, name: &str, patch: serde_json::Value) -> Tau2Pipeline {
-    let mut body = minimal_pipeline(name);
-    merge(&mut body, &patch);
-    let obj: DynamicObject = serde_json::from_value(body).expect("an object");
-    let api: Api<DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        ns,
-        &kube::core::ApiResource::erase::<Tau2Pipeline>(&()),
-    );
-    let created = api
-        .create(&PostParams::default(), &obj)
-        .await
-        .expect("pipeline created");
-    serde_json::from_value(serde_json::to_value(created).expect("json")).expect("a Tau2Pipeline")
-}
-
-/// Polls the pipeline until `check` holds.
-async fn wait_for(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    secs: u64,
-    what: &str,
-    check: impl Fn(&Tau2Pipeline) -> bool,
-) -> Tau2Pipeline {
-    let api: Api<Tau2Pipeline> = Api::namespaced(client.clone(), ns);
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let p = api.get(name).await.expect("pipeline readable");
-        if check(&p) {
-            return p;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} not reached in {secs}s; status: {}",
-            serde_json::to_string_pretty(&p.status).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-fn phase(p: &Tau2Pipeline) -> PipelinePhase {
-    p.status.as_ref().map(|s| s.phase).unwrap_or_default()
-}
-
 fn condition<'a>(
     p: &'a Tau2Pipeline,
     type_: &str,
@@ -199,14 +124,6 @@ fn condition<'a>(
         .conditions
         .iter()
         .find(|c| c.type_ == type_)
-}
-
-async fn jobs(client: &Client, ns: &str) -> Vec<Job> {
-    Api::<Job>::namespaced(client.clone(), ns)
-        .list(&ListParams::default())
-        .await
-        .expect("jobs listed")
-        .items
 }
 
 fn kubectl_wait(ns: &str, name: &str, condition: &str) -> std::process::Output {

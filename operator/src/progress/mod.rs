@@ -9,6 +9,7 @@
 //! with the leader), rate-limited by its debounce of the store's notifications.
 
 pub mod service;
+pub mod source;
 pub mod store;
 
 use serde::{Deserialize, Serialize};

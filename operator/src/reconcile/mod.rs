@@ -885,17 +885,20 @@ fn merge_progress(st: &mut Tau2PipelineStatus, progress: Option<&PipelineProgres
         if i64::from(view.attempt) < i64::from(rec.attempts) {
             continue;
         }
-        rec.progress = Some(PhaseProgress {
-            step: i64::try_from(view.step).unwrap_or(i64::MAX),
-            total_steps: i64::try_from(view.total_steps).unwrap_or(i64::MAX),
-            metrics: view
-                .metrics
-                .iter()
-                .filter(|(_, v)| v.is_finite())
-                .map(|(k, v)| (camel(k), *v))
-                .collect::<BTreeMap<_, _>>(),
-            last_update_time: view.updated.clone(),
-        });
+        // Only a checkpoint or the end reported so far: no step count to show.
+        if view.total_steps > 0 {
+            rec.progress = Some(PhaseProgress {
+                step: i64::try_from(view.step).unwrap_or(i64::MAX),
+                total_steps: i64::try_from(view.total_steps).unwrap_or(i64::MAX),
+                metrics: view
+                    .metrics
+                    .iter()
+                    .filter(|(_, v)| v.is_finite())
+                    .map(|(k, v)| (camel(k), *v))
+                    .collect::<BTreeMap<_, _>>(),
+                last_update_time: view.updated.clone(),
+            });
+        }
         if let Some(f) = view.final_checkpoint() {
             rec.final_checkpoint = Some(f.path.clone());
         }

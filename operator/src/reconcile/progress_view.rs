@@ -1,6 +1,6 @@
 //! What the reconciler reads from the progress service: the latest reports of
-//! one pipeline, per phase. The progress store (`crate::progress`) implements
-//! [`ProgressSource`]; the reconciler only needs this snapshot, so planning
+//! one pipeline, per phase. The progress store implements [`ProgressSource`]
+//! (`crate::progress::source` converts its state into this view); the reconciler only needs this snapshot, so planning
 //! stays pure and fixtures can spell progress out in YAML.
 
 use std::collections::BTreeMap;
@@ -128,12 +128,16 @@ impl From<&progress::Results> for ResultsView {
 }
 
 /// Where the reconciler gets progress snapshots from. The progress service's
-/// store implements it; [`NoProgress`] stands in until it is wired up.
+/// store implements it; [`NoProgress`] stands in without a progress service.
 pub trait ProgressSource: Send + Sync {
     /// The latest reports of the pipeline with this uid, if any arrived.
     fn snapshot(&self, namespace: &str, name: &str, uid: &str) -> Option<PipelineProgress>;
     /// The pipeline is gone: drop what is kept for it.
     fn forget(&self, _namespace: &str, _name: &str, _uid: &str) {}
+    /// Drops every pipeline `keep` (namespace, name, uid) says no to: those
+    /// no longer in the controller's cache (a deletion missed while another
+    /// replica led), or all of them when this replica stops leading.
+    fn retain(&self, _keep: &dyn Fn(&str, &str, &str) -> bool) {}
 }
 
 /// A source with no reports (no progress service).

@@ -3,14 +3,17 @@
 
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::core::DynamicObject;
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client, CustomResourceExt};
-use tau2_api::crd::Tau2Pipeline;
+use serde_json::json;
+use tau2_api::crd::{PipelinePhase, Tau2Pipeline};
 
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
@@ -112,5 +115,226 @@ pub fn merge(base: &mut serde_json::Value, patch: &serde_json::Value) {
             }
         }
         (b, p) => *b = p.clone(),
+    }
+}
+
+/// A bound claim `checkpoints` for the pipelines of `ns` (the scheduler
+/// places no pod whose claim is unbound).
+pub async fn checkpoint_claim(client: &Client, ns: &str) {
+    let pv: PersistentVolume = serde_json::from_value(json!({
+        "metadata": {"name": format!("{ns}-checkpoints")},
+        "spec": {
+            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"],
+            "storageClassName": "manual", "hostPath": {"path": "/tmp/tau2-test"},
+            "claimRef": {"namespace": ns, "name": "checkpoints"}
+        }
+    }))
+    .expect("a PV");
+    let _ = Api::<PersistentVolume>::all(client.clone())
+        .create(&PostParams::default(), &pv)
+        .await;
+    let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": {"name": "checkpoints"},
+        "spec": {
+            "accessModes": ["ReadWriteMany"], "storageClassName": "manual",
+            "volumeName": format!("{ns}-checkpoints"), "resources": {"requests": {"storage": "1Gi"}}
+        }
+    }))
+    .expect("a PVC");
+    Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &pvc)
+        .await
+        .expect("claim created");
+}
+
+pub async fn create(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    patch: serde_json::Value,
+) -> Tau2Pipeline {
+    let mut body = minimal_pipeline(name);
+    merge(&mut body, &patch);
+    let obj: DynamicObject = serde_json::from_value(body).expect("an object");
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns,
+        &kube::core::ApiResource::erase::<Tau2Pipeline>(&()),
+    );
+    let created = api
+        .create(&PostParams::default(), &obj)
+        .await
+        .expect("pipeline created");
+    serde_json::from_value(serde_json::to_value(created).expect("json")).expect("a Tau2Pipeline")
+}
+
+/// Polls the pipeline until `check` holds.
+pub async fn wait_for(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    secs: u64,
+    what: &str,
+    check: impl Fn(&Tau2Pipeline) -> bool,
+) -> Tau2Pipeline {
+    let api: Api<Tau2Pipeline> = Api::namespaced(client.clone(), ns);
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let p = api.get(name).await.expect("pipeline readable");
+        if check(&p) {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} not reached in {secs}s; status: {}",
+            serde_json::to_string_pretty(&p.status).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+pub fn phase(p: &Tau2Pipeline) -> PipelinePhase {
+    p.status.as_ref().map(|s| s.phase).unwrap_or_default()
+}
+
+pub async fn jobs(client: &Client, ns: &str) -> Vec<Job> {
+    Api::<Job>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .expect("jobs listed")
+        .items
+}
+
+/// The whole operator (`tau2-operator run`) running in this process.
+pub struct App {
+    pub grpc: std::net::SocketAddr,
+    pub http: std::net::SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl App {
+    /// Starts it with `client`'s identity, reconciling `ns` only, electing a
+    /// leader on a Lease in `ns`, gRPC and HTTP on 127.0.0.1 ports of its own,
+    /// labelling `leader_pod` (in `ns`) while it leads.
+    pub async fn start(client: &Client, ns: &str, identity: &str, leader_pod: Option<&str>) -> App {
+        // The operator's log in the test's output (RUST_LOG, default info).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "info,kube=warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let (grpc, http) = tau2_operator::app::bind(any, any)
+            .await
+            .expect("ports to listen on");
+        let grpc_addr = grpc.local_addr().expect("gRPC address");
+        let http_addr = http.local_addr().expect("HTTP address");
+        let config = tau2_operator::app::Config {
+            settings: tau2_operator::reconcile::Settings {
+                default_image: "tau2-worker:test".into(),
+                progress_endpoint: Some(format!("http://{grpc_addr}")),
+                retry_backoff: Duration::from_secs(1),
+                ..Default::default()
+            },
+            run: tau2_operator::controller::RunSettings {
+                namespace: Some(ns.into()),
+                debounce: Duration::from_millis(200),
+                concurrency: 4,
+            },
+            identity: identity.into(),
+            election: Some(tau2_operator::leader::LeaderSettings {
+                lease_duration: Duration::from_secs(4),
+                renew_before: Duration::from_secs(2),
+                ..tau2_operator::leader::LeaderSettings::new("tau2-operator", ns, identity)
+            }),
+            leader_pod: leader_pod.map(|pod| (ns.to_owned(), pod.to_owned())),
+            service: Default::default(),
+            shutdown_grace: Duration::from_secs(2),
+        };
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let client = client.clone();
+        let task = tokio::spawn(tau2_operator::app::run(client, config, grpc, http, rx));
+        App {
+            grpc: grpc_addr,
+            http: http_addr,
+            stop,
+            task,
+        }
+    }
+
+    /// Waits until `/readyz` says OK.
+    pub async fn ready(&self, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Ok(text) = http_get(self.http, "/readyz").await
+                && text.starts_with("HTTP/1.1 200")
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/readyz not OK in {secs}s: {:?}",
+                http_get(self.http, "/readyz").await
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// SIGTERM's path: stops and returns how the run ended.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .map_err(|_| anyhow::anyhow!("the operator did not stop in 30 s"))?
+            .map_err(|e| anyhow::anyhow!("the operator task: {e}"))?
+    }
+}
+
+/// A GET over plain HTTP/1.1; the whole response, head included.
+pub async fn http_get(
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: operator\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await?;
+    Ok(text)
+}
+
+/// Polls until `ns` has a pod of `pipeline`'s `phase` placed on a node.
+pub async fn scheduled_pod(
+    client: &Client,
+    ns: &str,
+    pipeline: &str,
+    phase: &str,
+    secs: u64,
+) -> k8s_openapi::api::core::v1::Pod {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), ns);
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let list = pods
+            .list(&ListParams::default().labels(&format!(
+                "tau2.dev/pipeline={pipeline},tau2.dev/phase={phase}"
+            )))
+            .await
+            .expect("pods listed");
+        if let Some(p) = list
+            .items
+            .into_iter()
+            .find(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some())
+        {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {phase} pod was scheduled in {secs}s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
