@@ -316,9 +316,20 @@ async fn a_pipeline_asking_for_more_gpus_than_a_node_has_stays_pending_and_says_
         json!({"spec": {"worker": {"resources": {"gpus": 9}}}}),
     )
     .await;
-    let p = wait_for(&client, &ns, "huge", 60, "Unschedulable", |p| {
-        condition(p, "Running").is_some_and(|c| c.reason == "Unschedulable")
-    })
+    // The scheduler's first message may name another obstacle (the claim
+    // binding, say) before it settles on the GPUs; wait for that one.
+    let p = wait_for(
+        &client,
+        &ns,
+        "huge",
+        90,
+        "Unschedulable for lack of GPUs",
+        |p| {
+            condition(p, "Running").is_some_and(|c| {
+                c.reason == "Unschedulable" && c.message.contains("Insufficient nvidia.com/gpu")
+            })
+        },
+    )
     .await;
     assert_eq!(phase(&p), PipelinePhase::Pending);
     let msg = &condition(&p, "Running").expect("Running").message;
