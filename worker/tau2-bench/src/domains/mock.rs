@@ -7,8 +7,9 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::{load_db, update_db};
+use super::{load_db, update_table_db};
 use crate::data::{DataDir, DataError, read_text};
+use crate::db::{Table, TableDb};
 use crate::env::{DomainState, PyErr, PyResult};
 use crate::py;
 use crate::py::pydantic::Validator;
@@ -40,14 +41,19 @@ struct MockDb {
 }
 
 pub(super) fn load(data: &DataDir) -> Result<(String, Box<dyn DomainState>), DataError> {
-    let db = load_db::<MockDb>(&data.domain_file(tau2_api::bench::Domain::Mock, "db.json")?)?;
+    let path = data.domain_file(tau2_api::bench::Domain::Mock, "db.json")?;
+    let db = TableDb::from_value(load_db::<MockDb>(&path)?).ok_or_else(|| DataError::Invalid {
+        path,
+        message: "every top-level field must be a table of records".into(),
+    })?;
     let policy = read_text(&data.domain_file(tau2_api::bench::Domain::Mock, "policy.md")?)?;
     Ok((policy, Box::new(Mock { db })))
 }
 
+/// Episodes share the loaded records until they write one (see `crate::db`).
 #[derive(Clone)]
 struct Mock {
-    db: Value,
+    db: TableDb,
 }
 
 const QUAL: &str = "MockTools";
@@ -99,19 +105,20 @@ static TOOLS: &[ToolSpec] = &[
 ];
 
 impl Mock {
-    fn map(&mut self, key: &str) -> PyResult<&mut Map<String, Value>> {
-        super::table_mut(&mut self.db, key)
+    fn table(&self, key: &str) -> PyResult<&Table> {
+        self.db.table(key).ok_or_else(|| broken(key))
+    }
+
+    fn map(&mut self, key: &str) -> PyResult<&mut Table> {
+        self.db.table_mut(key).ok_or_else(|| broken(key))
     }
 
     fn has(&self, table: &str, key: &Value) -> PyResult<bool> {
         if !py::is_hashable(key) {
             return Err(PyErr::type_error(py::unhashable(key)));
         }
-        Ok(key.as_str().is_some_and(|k| {
-            self.db[table]
-                .as_object()
-                .is_some_and(|m| m.contains_key(k))
-        }))
+        let table = self.table(table)?;
+        Ok(key.as_str().is_some_and(|k| table.contains_key(k)))
     }
 
     fn create_task(&mut self, args: &Map<String, Value>) -> PyResult<ToolResult> {
@@ -160,8 +167,10 @@ impl Mock {
         if !self.has("users", user_id)? {
             return Err(PyErr::value(format!("User {} not found", py::str(user_id))));
         }
-        let n = self.db["users"][user_id.as_str().unwrap_or_default()]["tasks"]
-            .as_array()
+        let n = self
+            .table("users")?
+            .get(user_id.as_str().unwrap_or_default())
+            .and_then(|u| u["tasks"].as_array())
             .map_or(0, Vec::len);
         Ok(ToolResult::Plain(Value::Bool(py::eq(
             &json!(n),
@@ -174,7 +183,10 @@ impl Mock {
         if !self.has("tasks", task_id)? {
             return Err(PyErr::value(format!("Task {} not found", py::str(task_id))));
         }
-        let status = &self.db["tasks"][task_id.as_str().unwrap_or_default()]["status"];
+        let status = self
+            .table("tasks")?
+            .get(task_id.as_str().unwrap_or_default())
+            .map_or(&Value::Null, |t| &t["status"]);
         Ok(ToolResult::Plain(Value::Bool(py::eq(
             status,
             &args["expected_status"],
@@ -201,10 +213,7 @@ impl DomainState for Mock {
         match name {
             "create_task" => self.create_task(args),
             "get_users" => Ok(ToolResult::Model(Value::Array(
-                self.db["users"]
-                    .as_object()
-                    .map(|m| m.values().cloned().collect())
-                    .unwrap_or_default(),
+                self.table("users")?.values().cloned().collect(),
             ))),
             "update_task_status" => self.update_task_status(args),
             "transfer_to_human_agents" => Ok(ToolResult::Text("Transfer successful".into())),
@@ -223,7 +232,14 @@ impl DomainState for Mock {
     }
 
     fn db(&self, side: Requestor) -> Option<Cow<'_, Value>> {
-        (side == Requestor::Assistant).then_some(Cow::Borrowed(&self.db))
+        (side == Requestor::Assistant).then(|| Cow::Owned(self.db.to_value()))
+    }
+
+    fn same_db(&self, other: &dyn DomainState) -> bool {
+        other
+            .as_any()
+            .downcast_ref::<Self>()
+            .is_some_and(|o| o.db == self.db)
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
@@ -232,7 +248,7 @@ impl DomainState for Mock {
 
     fn update_db(&mut self, side: Requestor, data: &Map<String, Value>) -> PyResult<()> {
         match side {
-            Requestor::Assistant => update_db::<MockDb>(&mut self.db, data),
+            Requestor::Assistant => update_table_db::<MockDb>(&mut self.db, data).map(drop),
             Requestor::User => Err(PyErr::attribute(
                 "'NoneType' object has no attribute 'update_db'",
             )),
@@ -242,6 +258,13 @@ impl DomainState for Mock {
     fn clone_state(&self) -> Box<dyn DomainState> {
         Box::new(self.clone())
     }
+}
+
+fn broken(table: &str) -> PyErr {
+    PyErr::new(
+        "RuntimeError",
+        format!("mock database has no table {table}"),
+    )
 }
 
 /// Binds a helper function's (all required) parameters.

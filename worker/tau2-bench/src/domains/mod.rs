@@ -140,14 +140,3 @@ pub fn agent_only_tool(
     spec.bind(args)?;
     Ok(spec)
 }
-
-/// A table (a dict of records) of a validated database.
-pub fn table_mut<'a>(db: &'a mut Value, key: &str) -> Result<&'a mut Map<String, Value>, PyErr> {
-    match db.get_mut(key) {
-        Some(Value::Object(m)) => Ok(m),
-        _ => Err(PyErr::new(
-            "RuntimeError",
-            format!("database has no table {key}"),
-        )),
-    }
-}
