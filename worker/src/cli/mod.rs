@@ -3,6 +3,7 @@
 pub mod config;
 pub mod eval;
 pub mod init_model;
+pub mod phase;
 pub mod rft;
 pub mod rollout_args;
 pub mod serve;
