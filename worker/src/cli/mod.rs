@@ -2,6 +2,8 @@
 
 pub mod config;
 pub mod eval;
+pub mod grpo;
+pub mod pipeline;
 pub mod init_model;
 pub mod phase;
 pub mod rft;

@@ -275,13 +275,3 @@ impl Observer for Bars<'_> {
         self.inner.checkpoint(step, path, is_final);
     }
 }
-
-/// A spinner for work without steps (sampling episodes), when bars are on.
-pub fn spinner(show: bool, what: &str) -> Option<ProgressBar> {
-    show.then(|| {
-        let s = ProgressBar::new_spinner();
-        s.enable_steady_tick(Duration::from_millis(200));
-        s.set_message(what.to_string());
-        s
-    })
-}
