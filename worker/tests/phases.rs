@@ -39,11 +39,15 @@ fn read_json(path: &Path) -> Value {
 
 /// A PhaseJob as the operator writes it: base `builtin://tiny` under `root`.
 fn job(root: &Path, phase: &str, init: Option<&str>, params: Value) -> Value {
+    job_seeded(root, phase, init, params, 7)
+}
+
+fn job_seeded(root: &Path, phase: &str, init: Option<&str>, params: Value, seed: i64) -> Value {
     let base = root.join("base-model");
     json!({
         "pipeline": {"namespace": "test", "name": "t", "uid": "u"},
         "attempt": 1,
-        "seed": 7,
+        "seed": seed,
         "model": {
             "base": base,
             "source": "builtin://tiny",
@@ -95,15 +99,39 @@ fn local_pipeline_runs_every_phase_on_the_tiny_model() {
         .arg(&tok)
         .arg("--data")
         .arg(data())
-        .args(["--sft-epochs", "2", "--rft-samples", "2", "--rft-epochs", "1"])
-        .args(["--grpo-steps", "2", "--grpo-tasks", "2", "--grpo-samples", "2"])
-        .args(["--eval-samples", "2", "--max-new-tokens", "24", "--max-steps", "8"]);
+        .args([
+            "--sft-epochs",
+            "2",
+            "--rft-samples",
+            "2",
+            "--rft-epochs",
+            "1",
+        ])
+        .args([
+            "--grpo-steps",
+            "2",
+            "--grpo-tasks",
+            "2",
+            "--grpo-samples",
+            "2",
+        ])
+        .args([
+            "--eval-samples",
+            "2",
+            "--max-new-tokens",
+            "24",
+            "--max-steps",
+            "8",
+        ]);
     let text = run_ok(cmd);
     eprintln!("pipeline in {:.0}s:\n{text}", t.elapsed().as_secs_f64());
     for phase in ["sft", "rft", "grpo"] {
         let f = out.join(phase).join("final");
         assert!(f.join("config.json").is_file(), "{phase}/final has a model");
-        assert!(f.join("model.safetensors").is_file(), "{phase}/final has weights");
+        assert!(
+            f.join("model.safetensors").is_file(),
+            "{phase}/final has weights"
+        );
         assert!(out.join(phase).join("results.json").is_file());
     }
     // Each phase started from the previous one's final checkpoint.
@@ -120,7 +148,10 @@ fn local_pipeline_runs_every_phase_on_the_tiny_model() {
             assert!((0.0..=1.0).contains(&v), "{eval} {key} {v}");
         }
     }
-    assert!(text.contains("after pipeline"), "the pass@k table is printed");
+    assert!(
+        text.contains("after pipeline"),
+        "the pass@k table is printed"
+    );
 }
 
 /// Waits for the first complete step checkpoint (its manifest written).
@@ -182,20 +213,31 @@ fn a_killed_sft_phase_resumes_and_ends_like_an_uninterrupted_run() {
         .env("TAU2_TERMINATION_MESSAGE_PATH", &summary_path);
     run_ok(cmd);
     let results = read_json(&b.join("sft/results.json"));
-    let resumed = results["resumedFrom"].as_u64().expect("resumed from a checkpoint");
+    let resumed = results["resumedFrom"]
+        .as_u64()
+        .expect("resumed from a checkpoint");
     let ckpt_step: u64 = ckpt
         .file_name()
         .and_then(|n| n.to_str())
         .and_then(|n| n.trim_start_matches("step-").parse().ok())
         .expect("step number");
-    assert!(resumed >= ckpt_step, "resumed from {resumed}, first checkpoint {ckpt_step}");
+    assert!(
+        resumed >= ckpt_step,
+        "resumed from {resumed}, first checkpoint {ckpt_step}"
+    );
     assert!(resumed < results["totalSteps"].as_u64().unwrap_or(0));
     assert_eq!(results["attempt"], json!(2));
     let wa = std::fs::read(a.join("sft/final/model.safetensors")).expect("final a");
     let wb = std::fs::read(b.join("sft/final/model.safetensors")).expect("final b");
-    assert!(wa == wb, "resumed final weights differ from the uninterrupted run's");
+    assert!(
+        wa == wb,
+        "resumed final weights differ from the uninterrupted run's"
+    );
     let ra = read_json(&a.join("sft/results.json"));
-    assert_eq!(ra["history"], results["history"], "same losses step by step");
+    assert_eq!(
+        ra["history"], results["history"],
+        "same losses step by step"
+    );
     // The termination message: a PhaseSummary under 4 KiB.
     let text = std::fs::read_to_string(&summary_path).expect("summary written");
     assert!(text.len() < 4096, "{} bytes", text.len());
@@ -213,7 +255,11 @@ fn bad_configuration_fails_with_a_clear_message_and_a_summary() {
     // Not a PhaseJob at all.
     let bad = root.join("bad.json");
     std::fs::write(&bad, "{}").expect("written");
-    let out = worker().args(["sft", "--config"]).arg(&bad).output().expect("runs");
+    let out = worker()
+        .args(["sft", "--config"])
+        .arg(&bad)
+        .output()
+        .expect("runs");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is invalid"));
     // A dataset that does not exist: non-zero, and a failed summary.
@@ -236,7 +282,67 @@ fn bad_configuration_fails_with_a_clear_message_and_a_summary() {
     assert!(!s.succeeded);
     // A phase of the wrong kind for the subcommand.
     let eval_cfg = write_job(root, "eval", &job(root, "eval", None, json!({})));
-    let out = worker().args(["grpo", "--config"]).arg(&eval_cfg).output().expect("runs");
+    let out = worker()
+        .args(["grpo", "--config"])
+        .arg(&eval_cfg)
+        .output()
+        .expect("runs");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not grpo"));
+}
+
+/// Greedy pass@1 of `model` on the 9 mock tasks with the scripted user.
+fn greedy_pass_at_1(cfg: &Path, model: &Path, out: &Path) -> f64 {
+    let mut cmd = worker();
+    cmd.args(["eval", "--config"])
+        .arg(cfg)
+        .arg("--model")
+        .arg(model)
+        .args(["--temperature", "0", "--samples", "1", "--k", "1"])
+        .arg("--output")
+        .arg(out);
+    run_ok(cmd);
+    read_json(&out.join("results.json"))["results"]["overall"]["passAt1"]
+        .as_f64()
+        .expect("pass@1")
+}
+
+#[test]
+fn sft_on_gold_demonstrations_teaches_the_tiny_model_the_mock_tasks() {
+    let Some(tok) = tokenizer() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let t = Instant::now();
+    let params = json!({"dataset": "builtin://gold", "epochs": 50, "batchSize": 4, "saveEverySteps": 20,
+                        "maxTokensPerMicroBatch": 16384, "maxSequenceLength": 8192,
+                        "optimizer": {"learningRate": 1e-2, "warmupRatio": 0.05}});
+    let cfg = write_job(root, "sft", &job_seeded(root, "sft", None, params, 0));
+    let mut cmd = worker();
+    cmd.args(["sft", "--config"])
+        .arg(&cfg)
+        .env("TAU2_QWEN3_TOKENIZER_DIR", &tok);
+    run_ok(cmd);
+    let r = read_json(&root.join("sft/results.json"));
+    let (first, last) = (
+        r["firstLoss"].as_f64().expect("first loss"),
+        r["finalLoss"].as_f64().expect("final loss"),
+    );
+    let eval_params =
+        json!({"samplesPerTask": 1, "k": 1, "rollout": {"maxNewTokens": 96, "maxSteps": 20}});
+    let eval_cfg = write_job(
+        root,
+        "eval",
+        &job_seeded(root, "eval", Some("sft/final"), eval_params, 0),
+    );
+    let trained = greedy_pass_at_1(&eval_cfg, &root.join("sft/final"), &root.join("eval-sft"));
+    let untrained = greedy_pass_at_1(&eval_cfg, &root.join("base-model"), &root.join("eval-base"));
+    eprintln!(
+        "SFT loss {first:.3} -> {last:.3}; greedy pass@1 untrained {untrained:.3}, after SFT {trained:.3} ({:.0}s)",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(last < 0.25 && last < first / 20.0, "loss {first} -> {last}");
+    assert!(
+        trained >= untrained + 0.4,
+        "greedy pass@1 {untrained} -> {trained}"
+    );
 }

@@ -123,7 +123,12 @@ fn run_inner(args: &EvalArgs, job: Option<&PhaseJob>) -> anyhow::Result<PhaseSum
         step: None,
         message: Some(format!(
             "eval: {} tasks x {} samples, pass@1 {:.3}, pass@{} {:.3}, average reward {:.3}",
-            o.tasks, report.results.samples_per_task, o.pass_at1, report.results.k, o.pass_at_k, o.average_reward
+            o.tasks,
+            report.results.samples_per_task,
+            o.pass_at1,
+            report.results.k,
+            o.pass_at_k,
+            o.average_reward
         )),
         results: Some(super::phase::status_results(&report.results)),
     })

@@ -122,8 +122,16 @@ fn run_inner(args: &GrpoArgs, job: &PhaseJob) -> anyhow::Result<PhaseSummary> {
                     .collect();
                 (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
             };
-            let first_reward = o.history.first().and_then(|h| h.metrics.get("reward")).copied();
-            let last_reward = o.history.last().and_then(|h| h.metrics.get("reward")).copied();
+            let first_reward = o
+                .history
+                .first()
+                .and_then(|h| h.metrics.get("reward"))
+                .copied();
+            let last_reward = o
+                .history
+                .last()
+                .and_then(|h| h.metrics.get("reward"))
+                .copied();
             let summary = serde_json::json!({
                 "phase": "grpo",
                 "attempt": attempt,

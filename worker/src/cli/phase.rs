@@ -70,7 +70,10 @@ pub fn ensure_base(job: &PhaseJob, opts: &RunOptions) -> anyhow::Result<()> {
             }
             std::fs::rename(&tmp, base)
                 .with_context(|| format!("moving the tiny model to {}", base.display()))?;
-            eprintln!("created the tiny model ({BUILTIN_TINY}) in {}", base.display());
+            eprintln!(
+                "created the tiny model ({BUILTIN_TINY}) in {}",
+                base.display()
+            );
         }
         Some(other) => bail!(
             "the base model {other} is not in {}: this worker creates only {BUILTIN_TINY}; \
@@ -91,9 +94,10 @@ pub fn ensure_base(job: &PhaseJob, opts: &RunOptions) -> anyhow::Result<()> {
 /// The attempt, from `TAU2_ATTEMPT` or the configuration.
 pub fn attempt(job: &PhaseJob) -> anyhow::Result<u32> {
     match std::env::var(tau2_api::job::ENV_ATTEMPT) {
-        Ok(a) => a.trim().parse().with_context(|| {
-            format!("{}={a:?} is not a number", tau2_api::job::ENV_ATTEMPT)
-        }),
+        Ok(a) => a
+            .trim()
+            .parse()
+            .with_context(|| format!("{}={a:?} is not a number", tau2_api::job::ENV_ATTEMPT)),
         Err(_) => Ok(u32::try_from(job.attempt.max(1)).unwrap_or(1)),
     }
 }
@@ -139,7 +143,10 @@ pub fn summary_json(summary: &PhaseSummary) -> String {
     while out.len() > SUMMARY_LIMIT {
         match &mut s.message {
             Some(m) if m.len() > 64 => {
-                let cut = m.len().saturating_sub(out.len() - SUMMARY_LIMIT + 8).max(64);
+                let cut = m
+                    .len()
+                    .saturating_sub(out.len() - SUMMARY_LIMIT + 8)
+                    .max(64);
                 let mut end = cut.min(m.len());
                 while !m.is_char_boundary(end) {
                     end -= 1;
@@ -161,7 +168,8 @@ pub fn summary_json(summary: &PhaseSummary) -> String {
 
 /// Writes the summary where the pod's termination message is read from, if set.
 pub fn write_summary(summary: &PhaseSummary) -> anyhow::Result<()> {
-    let Some(path) = std::env::var_os(ENV_TERMINATION_MESSAGE_PATH).filter(|p| !p.is_empty()) else {
+    let Some(path) = std::env::var_os(ENV_TERMINATION_MESSAGE_PATH).filter(|p| !p.is_empty())
+    else {
         return Ok(());
     };
     let path = PathBuf::from(path);

@@ -17,17 +17,17 @@
 
 use anyhow::{Context, bail};
 use tau2_api::job::{PhaseJob, PhaseSummary};
+use tau2_api::phases::{PhaseName, RetrainFrom, RftParams};
 use tau2_chat::ChatTokenizer;
 use tau2_model::Qwen3;
 use tau2_train::checkpoint::Checkpoints;
-use tau2_train::progress::write_json_atomic;
-use tau2_train::rft::{KEPT_FILE, SELECTION_FILE, read_jsonl};
-use tau2_train::sft::{self, SftConfig};
-use tau2_api::phases::{PhaseName, RetrainFrom, RftParams};
 use tau2_train::eval::load_domains;
 use tau2_train::policy::{ModelGenerator, PolicyConfig};
+use tau2_train::progress::write_json_atomic;
 use tau2_train::rft::sample_and_select;
+use tau2_train::rft::{KEPT_FILE, SELECTION_FILE, read_jsonl};
 use tau2_train::rollout::{RolloutConfig, runtime};
+use tau2_train::sft::{self, SftConfig};
 
 use super::rollout_args::{self as common, RolloutArgs};
 
@@ -174,8 +174,9 @@ fn retrain(
             .filter(|p| p.is_file());
         match sft_file {
             Some(path) => {
-                let tokenizer = ChatTokenizer::from_dir(&job.model.init)
-                    .with_context(|| format!("loading the tokenizer of {}", job.model.init.display()))?;
+                let tokenizer = ChatTokenizer::from_dir(&job.model.init).with_context(|| {
+                    format!("loading the tokenizer of {}", job.model.init.display())
+                })?;
                 let extra = sft::load_jsonl(&path, &tokenizer, max_len)?;
                 merged = extra.sequences.len();
                 data.sequences.extend(extra.sequences);
@@ -188,22 +189,33 @@ fn retrain(
         }
     }
     if data.sequences.is_empty() {
-        bail!("rft: nothing to train on (no episode kept{})", if params.merge_sft_dataset { " and no SFT data" } else { "" });
+        bail!(
+            "rft: nothing to train on (no episode kept{})",
+            if params.merge_sft_dataset {
+                " and no SFT data"
+            } else {
+                ""
+            }
+        );
     }
     eprintln!(
         "rft: retraining {} on {kept_sequences} kept episodes + {merged} SFT conversations",
         from.display()
     );
     let cfg = SftConfig::from_rft_params(params, job.seed as u64)?;
-    let checkpoints = Checkpoints::open(out, cfg.keep_last)?
-        .with_side_files_from(Some(job.model.init.clone()));
+    let checkpoints =
+        Checkpoints::open(out, cfg.keep_last)?.with_side_files_from(Some(job.model.init.clone()));
     let mut rjob = job.clone();
     rjob.output_dir = out.to_path_buf();
     let mut reporter = super::phase::reporter(&rjob)?;
     let outcome = sft::train(&model, &data.sequences, &cfg, &checkpoints, &mut reporter);
     let result = match outcome {
         Ok(o) => {
-            let last = o.history.last().and_then(|h| h.metrics.get("loss")).copied();
+            let last = o
+                .history
+                .last()
+                .and_then(|h| h.metrics.get("loss"))
+                .copied();
             let summary = serde_json::json!({
                 "phase": "rft",
                 "steps": o.steps,

@@ -93,7 +93,8 @@ fn materialise_dataset(
     let target = job.output_dir.join(SFT_DATA_FILE);
     match data {
         Some(p) => {
-            std::fs::copy(p, &target).with_context(|| format!("reading the dataset {}", p.display()))?;
+            std::fs::copy(p, &target)
+                .with_context(|| format!("reading the dataset {}", p.display()))?;
         }
         None if dataset == GOLD_DATASET => {
             let dir = DataDir::new(&job.data.dir, job.data.version);
@@ -108,20 +109,28 @@ fn materialise_dataset(
                 );
             }
             if demos.records.is_empty() {
-                bail!("{GOLD_DATASET}: no task of the {} split has a successful gold episode", job.data.train_split);
+                bail!(
+                    "{GOLD_DATASET}: no task of the {} split has a successful gold episode",
+                    job.data.train_split
+                );
             }
             write_records(&target, &demos.records)?;
         }
         None => {
             let p = dataset_path(dataset)?;
-            std::fs::copy(&p, &target).with_context(|| format!("reading the dataset {}", p.display()))?;
+            std::fs::copy(&p, &target)
+                .with_context(|| format!("reading the dataset {}", p.display()))?;
         }
     }
     Ok(target)
 }
 
 /// The SFT phase of `job` (data from `data` if given).
-pub fn run_job(job: &PhaseJob, data: Option<&Path>, opts: &RunOptions) -> anyhow::Result<PhaseSummary> {
+pub fn run_job(
+    job: &PhaseJob,
+    data: Option<&Path>,
+    opts: &RunOptions,
+) -> anyhow::Result<PhaseSummary> {
     let PhaseParams::Sft(params) = &job.params else {
         bail!("the configuration is for {}, not sft", job.phase());
     };
@@ -163,8 +172,16 @@ pub fn run_job(job: &PhaseJob, data: Option<&Path>, opts: &RunOptions) -> anyhow
     };
     let result = match outcome {
         Ok(o) => {
-            let first = o.history.first().and_then(|h| h.metrics.get("loss")).copied();
-            let last = o.history.last().and_then(|h| h.metrics.get("loss")).copied();
+            let first = o
+                .history
+                .first()
+                .and_then(|h| h.metrics.get("loss"))
+                .copied();
+            let last = o
+                .history
+                .last()
+                .and_then(|h| h.metrics.get("loss"))
+                .copied();
             let summary = serde_json::json!({
                 "phase": "sft",
                 "attempt": attempt,
@@ -190,7 +207,8 @@ pub fn run_job(job: &PhaseJob, data: Option<&Path>, opts: &RunOptions) -> anyhow
                     o.steps,
                     first.map_or("?".into(), |l| format!("{l:.4}")),
                     last.map_or("?".into(), |l| format!("{l:.4}")),
-                    o.resumed_from.map_or(String::new(), |s| format!(", resumed from step {s}"))
+                    o.resumed_from
+                        .map_or(String::new(), |s| format!(", resumed from step {s}"))
                 )),
                 results: None,
             })
