@@ -48,7 +48,9 @@ pub struct PipelineArgs {
     pub split: Split,
     #[arg(long, default_value_t = 0)]
     pub seed: i64,
-    #[arg(long, default_value_t = 40)]
+    /// 50 epochs of the 8 mock demonstrations (100 steps): greedy pass@1 0.78
+    /// where 40 epochs (loss 0.39) still leaves the model at the untrained 0.11.
+    #[arg(long, default_value_t = 50)]
     pub sft_epochs: i32,
     #[arg(long, default_value_t = 1e-2)]
     pub sft_lr: f64,
@@ -169,7 +171,8 @@ pub fn jobs(args: &PipelineArgs, out: &Path) -> Vec<(String, PhaseJob)> {
         };
         p.rollout.max_new_tokens = args.max_new_tokens;
         p.rollout.max_steps = args.max_steps;
-        p.optimizer.learning_rate = args.sft_lr / 4.0;
+        // Continuing from SFT: a gentler step (sftLr / 4 raised the loss).
+        p.optimizer.learning_rate = args.sft_lr / 20.0;
         init = push("rft", "rft", init, PhaseParams::Rft(p));
     }
     if wants("grpo") {
