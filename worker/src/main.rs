@@ -29,8 +29,12 @@ enum Command {
     Serve(cli::serve::Serve),
     /// Evaluate a checkpoint: N samples per task, pass@k and pass^k, results.json.
     Eval(Box<cli::eval::EvalArgs>),
-    /// RFT sampling: N episodes per training task, keep the good ones as SFT data.
+    /// RFT: N episodes per training task, keep the good ones, fine-tune on them.
     Rft(Box<cli::rft::RftArgs>),
+    /// GRPO on tau2 episodes with the scripted or LLM user simulator.
+    Grpo(Box<cli::grpo::GrpoArgs>),
+    /// Run SFT -> RFT -> GRPO -> eval on this machine (the embedded tiny model by default).
+    Pipeline(cli::pipeline::PipelineArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,5 +53,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => cli::serve::run(args),
         Command::Eval(args) => cli::eval::run(*args),
         Command::Rft(args) => cli::rft::run(*args),
+        Command::Grpo(args) => cli::grpo::run(*args),
+        Command::Pipeline(args) => cli::pipeline::run(args),
     }
 }

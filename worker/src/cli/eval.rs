@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use tau2_api::bench::Split;
-use tau2_api::job::PhaseJob;
+use tau2_api::job::{PhaseJob, PhaseSummary};
 use tau2_api::phases::{EvalParams, PhaseName};
 use tau2_train::eval::{EvalSpec, check_counts, load_domains, run_eval, write_outputs};
 use tau2_train::policy::{ModelGenerator, PolicyConfig};
@@ -47,8 +47,18 @@ fn params(args: &EvalArgs, job: Option<&PhaseJob>) -> EvalParams {
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let job = common::read_job(&args.rollout, PhaseName::Eval)?;
-    let job = job.as_ref();
-    let params = params(&args, job);
+    let summary = super::phase::conclude(run_inner(&args, job.as_ref()))?;
+    if job.is_some() {
+        println!("{}", super::phase::summary_json(&summary));
+    }
+    Ok(())
+}
+
+fn run_inner(args: &EvalArgs, job: Option<&PhaseJob>) -> anyhow::Result<PhaseSummary> {
+    if let Some(j) = job {
+        common::ensure_model(&args.rollout, j)?;
+    }
+    let params = params(args, job);
     check_counts(i64::from(params.samples_per_task), i64::from(params.k))?;
     let (data, domains) = common::data(&args.rollout, job);
     let split = job.map_or(args.split, |j| j.data.eval_split);
@@ -88,6 +98,14 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         None,
     )?;
     write_outputs(&out, &report, &trajectories)?;
+    if let Some(j) = job {
+        let mut job = j.clone();
+        job.output_dir = out.clone();
+        let mut reporter = super::phase::reporter(&job)?;
+        reporter.results((&report.results).into());
+        reporter.finished(true, "evaluated");
+        super::phase::close(reporter, "eval");
+    }
     print!("{}", report.results.table());
     println!(
         "{} episodes ({} errors, {} context overflows), {:.2} episodes/s, {:.0} generated tokens/s -> {}",
@@ -98,5 +116,20 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         report.rollout.generated_tokens_per_second,
         out.display()
     );
-    Ok(())
+    let o = &report.results.overall;
+    Ok(PhaseSummary {
+        succeeded: true,
+        final_checkpoint: None,
+        step: None,
+        message: Some(format!(
+            "eval: {} tasks x {} samples, pass@1 {:.3}, pass@{} {:.3}, average reward {:.3}",
+            o.tasks,
+            report.results.samples_per_task,
+            o.pass_at1,
+            report.results.k,
+            o.pass_at_k,
+            o.average_reward
+        )),
+        results: Some(super::phase::status_results(&report.results)),
+    })
 }

@@ -1,7 +1,7 @@
 //! `tau2-worker init-model`: a tiny random Qwen3 of the real architecture
 //! with the real tokenizer, for tests and the embedded demo.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use tau2_chat::ChatTokenizer;
@@ -29,11 +29,36 @@ pub struct InitModel {
 const STOP_TOKENS: [&str; 2] = ["<|im_end|>", "<|endoftext|>"];
 
 pub fn run(args: InitModel) -> anyhow::Result<()> {
-    if args.out.exists() && args.out.read_dir()?.next().is_some() {
-        anyhow::bail!("{} exists and is not empty", args.out.display());
+    let size = if args.size == "small" {
+        init::Size::Small
+    } else {
+        init::Size::Tiny
+    };
+    let vocab = create(&args.tokenizer, &args.out, size, !args.untied, args.seed)?;
+    eprintln!(
+        "wrote a {} Qwen3 ({vocab} vocabulary rows, seed {}) to {}",
+        args.size,
+        args.seed,
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// Writes a random Qwen3 of `size` with the tokenizer of `tokenizer_dir`
+/// and the 2507 chat template into `out` (absent or empty); returns its
+/// vocabulary rows.
+pub fn create(
+    tokenizer_dir: &Path,
+    out: &Path,
+    size: init::Size,
+    tied: bool,
+    seed: u64,
+) -> anyhow::Result<i64> {
+    if out.exists() && out.read_dir()?.next().is_some() {
+        anyhow::bail!("{} exists and is not empty", out.display());
     }
-    let tokenizer = ChatTokenizer::from_dir(&args.tokenizer)
-        .with_context(|| format!("loading the tokenizer from {}", args.tokenizer.display()))?;
+    let tokenizer = ChatTokenizer::from_dir(tokenizer_dir)
+        .with_context(|| format!("loading the tokenizer from {}", tokenizer_dir.display()))?;
     let stops: Vec<i64> = STOP_TOKENS
         .iter()
         .filter_map(|t| tokenizer.token_to_id(t))
@@ -43,26 +68,13 @@ pub fn run(args: InitModel) -> anyhow::Result<()> {
         !stops.is_empty(),
         "the tokenizer has none of {STOP_TOKENS:?}: not a Qwen3 tokenizer"
     );
-    let size = if args.size == "small" {
-        init::Size::Small
-    } else {
-        init::Size::Tiny
-    };
     let files = init::ChatFiles {
-        tokenizer_dir: &args.tokenizer,
+        tokenizer_dir,
         // The 2507 instruct format (prefix-stable, tools, no <think>).
         chat_template: tau2_chat::QWEN3_INSTRUCT_2507_TEMPLATE,
         stop_ids: &stops,
         vocab_size: tokenizer.vocab_size(),
     };
-    let cfg = init::write_chat_model(&args.out, size, !args.untied, args.seed, &files)
-        .context("writing the model")?;
-    eprintln!(
-        "wrote a {} Qwen3 ({} vocabulary rows, seed {}) to {}",
-        args.size,
-        cfg.vocab_size,
-        args.seed,
-        args.out.display()
-    );
-    Ok(())
+    let cfg = init::write_chat_model(out, size, tied, seed, &files).context("writing the model")?;
+    Ok(cfg.vocab_size)
 }

@@ -2,7 +2,10 @@
 
 pub mod config;
 pub mod eval;
+pub mod grpo;
 pub mod init_model;
+pub mod phase;
+pub mod pipeline;
 pub mod rft;
 pub mod rollout_args;
 pub mod serve;

@@ -98,6 +98,19 @@ pub fn read_job(
     Ok(Some(job))
 }
 
+/// The phase contract before loading: the base model created or checked
+/// (`builtin://tiny`), the initial checkpoint present.
+pub fn ensure_model(args: &RolloutArgs, job: &PhaseJob) -> anyhow::Result<()> {
+    if args.model.is_some() {
+        return Ok(());
+    }
+    let opts = super::phase::RunOptions {
+        bars: false,
+        tokenizer_dir: args.tokenizer.clone(),
+    };
+    super::phase::ensure_base(job, &opts)
+}
+
 /// The model, tokenizer and device.
 pub struct Loaded {
     pub model: Qwen3,

@@ -4,6 +4,8 @@
 
 pub mod batch;
 pub mod checkpoint;
+pub mod demos;
+pub mod episodes;
 pub mod error;
 pub mod eval;
 pub mod grpo;

@@ -21,8 +21,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tau2_api::bench::Domain;
 use tau2_api::phases::{PartialWeights, RftKeep};
-use tau2_bench::evaluator::RewardInfo;
 
+use crate::reward::partial_score;
 use crate::trajectory::Trajectory;
 
 #[derive(Debug, thiserror::Error)]
@@ -118,41 +118,6 @@ pub fn sample_and_select(
     write_jsonl(&report.kept_file, &kept)?;
     crate::eval::write_json_atomic(&out_dir.join(SELECTION_FILE), &report)?;
     Ok((kept, report))
-}
-
-/// The recipe's partial score: the share of each check that passed,
-/// weighted and renormalised over the checks the task has; 0 when it has
-/// none (also for episodes that ended without a stop, whose reward_info
-/// carries no checks).
-pub fn partial_score(info: &RewardInfo, w: &PartialWeights) -> f64 {
-    let share = |met: usize, total: usize| (total > 0).then(|| met as f64 / total as f64);
-    let action = info
-        .action_checks
-        .as_ref()
-        .and_then(|c| share(c.iter().filter(|x| x.action_match).count(), c.len()));
-    let communicate = info
-        .communicate_checks
-        .as_ref()
-        .and_then(|c| share(c.iter().filter(|x| x.met).count(), c.len()));
-    let env = info
-        .env_assertions
-        .as_ref()
-        .and_then(|c| share(c.iter().filter(|x| x.met).count(), c.len()));
-    let db = info
-        .db_check
-        .as_ref()
-        .map(|d| if d.db_match { 1.0 } else { 0.0 });
-    let parts = [
-        (action, w.action),
-        (communicate, w.communicate),
-        (env, w.env_assertion),
-        (db, w.db),
-    ];
-    let (num, den) = parts
-        .iter()
-        .filter_map(|(v, w)| v.map(|v| (v * w, *w)))
-        .fold((0.0, 0.0), |(n, d), (a, b)| (n + a, d + b));
-    if den > 0.0 { num / den } else { 0.0 }
 }
 
 /// Why each kept episode was kept.
@@ -352,7 +317,7 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<Trajectory>, RftError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tau2_bench::evaluator::{ActionCheck, CommunicateCheck, DbCheck};
+    use tau2_bench::evaluator::{ActionCheck, CommunicateCheck, DbCheck, RewardInfo};
     use tau2_bench::task::Action;
 
     fn action(matched: bool) -> ActionCheck {
@@ -408,7 +373,7 @@ mod tests {
     }
 
     #[test]
-    fn partial_score_is_the_recipes_formula() {
+    fn selection_uses_the_shared_partial_score() {
         let w = PartialWeights::default();
         // Actions only: the action share (db has weight 0).
         assert!((partial_score(&info(&[true, true, false], &[]), &w) - 2.0 / 3.0).abs() < 1e-12);

@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::Value;
-use tau2_api::phases::{LrSchedule, SftParams};
+use tau2_api::phases::{LrSchedule, RftParams, SftParams};
 use tau2_chat::{ChatTokenizer, Message, RenderOptions};
 use tau2_model::Qwen3;
 use tau2_model::rng::Rng;
@@ -84,6 +84,27 @@ impl SftConfig {
             learning_rate: p.optimizer.learning_rate,
             warmup_ratio: p.optimizer.warmup_ratio,
             stop_after_steps: None,
+        })
+    }
+}
+
+impl SftConfig {
+    /// RFT's retrain: its own epochs, batch, checkpoint interval and optimizer.
+    pub fn from_rft_params(p: &RftParams, seed: u64) -> Result<Self> {
+        let as_sft = SftParams {
+            epochs: p.epochs,
+            batch_size: p.batch_size,
+            max_tokens_per_micro_batch: p.max_tokens_per_micro_batch,
+            save_every_steps: p.save_every_steps,
+            ..SftParams::default()
+        };
+        Ok(Self {
+            phase: "rft".into(),
+            adamw: AdamWConfig::from(&p.optimizer),
+            schedule: p.optimizer.schedule,
+            learning_rate: p.optimizer.learning_rate,
+            warmup_ratio: p.optimizer.warmup_ratio,
+            ..Self::from_params(&as_sft, seed)?
         })
     }
 }

@@ -1,0 +1,348 @@
+//! The phases through the binary, as the operator runs them: the local
+//! pipeline end to end, a SIGKILLed SFT phase resumed on its next attempt
+//! with weights equal to an uninterrupted run's, the termination-message
+//! summary, and learning on the gold demonstrations. They need the real
+//! Qwen3 tokenizer (TAU2_QWEN3_TOKENIZER_DIR; without it they print a notice
+//! and pass).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn worker() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tau2-worker"));
+    c.env("OMP_NUM_THREADS", "1")
+        .env_remove("TAU2_TERMINATION_MESSAGE_PATH")
+        .env_remove("TAU2_PROGRESS_ENDPOINT")
+        .env_remove("TAU2_ATTEMPT");
+    c
+}
+
+fn tokenizer() -> Option<PathBuf> {
+    let dir = std::env::var_os("TAU2_QWEN3_TOKENIZER_DIR").filter(|d| !d.is_empty());
+    if dir.is_none() {
+        eprintln!("skipped: TAU2_QWEN3_TOKENIZER_DIR is not set");
+    }
+    dir.map(PathBuf::from)
+}
+
+fn data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tau2")
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("JSON")
+}
+
+/// A PhaseJob as the operator writes it: base `builtin://tiny` under `root`.
+fn job(root: &Path, phase: &str, init: Option<&str>, params: Value) -> Value {
+    job_seeded(root, phase, init, params, 7)
+}
+
+fn job_seeded(root: &Path, phase: &str, init: Option<&str>, params: Value, seed: i64) -> Value {
+    let base = root.join("base-model");
+    json!({
+        "pipeline": {"namespace": "test", "name": "t", "uid": "u"},
+        "attempt": 1,
+        "seed": seed,
+        "model": {
+            "base": base,
+            "source": "builtin://tiny",
+            "init": init.map_or(base.clone(), |i| root.join(i)),
+            "dtype": "float32"
+        },
+        "data": {"dir": data(), "version": "Recipe337326e", "domains": ["mock"],
+                 "trainSplit": "base", "evalSplit": "base"},
+        "userSimulator": {"mode": "Scripted"},
+        "outputDir": root.join(phase),
+        "params": {phase: params},
+    })
+}
+
+fn write_job(root: &Path, name: &str, job: &Value) -> PathBuf {
+    std::fs::create_dir_all(root).expect("root");
+    let path = root.join(format!("{name}.json"));
+    std::fs::write(&path, job.to_string()).expect("config written");
+    path
+}
+
+fn sft_params(epochs: i32, lr: f64) -> Value {
+    json!({"dataset": "builtin://gold", "epochs": epochs, "batchSize": 2, "saveEverySteps": 2,
+           "maxTokensPerMicroBatch": 16384,
+           "optimizer": {"learningRate": lr, "warmupRatio": 0.05}})
+}
+
+fn run_ok(mut cmd: Command) -> String {
+    let out = cmd.output().expect("tau2-worker runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "tau2-worker failed:\n{text}");
+    text
+}
+
+#[test]
+fn local_pipeline_runs_every_phase_on_the_tiny_model() {
+    let Some(tok) = tokenizer() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let t = Instant::now();
+    let mut cmd = worker();
+    cmd.args(["pipeline", "--local", "--out"])
+        .arg(&out)
+        .arg("--tokenizer-dir")
+        .arg(&tok)
+        .arg("--data")
+        .arg(data())
+        .args([
+            "--sft-epochs",
+            "2",
+            "--rft-samples",
+            "2",
+            "--rft-epochs",
+            "1",
+        ])
+        .args([
+            "--grpo-steps",
+            "2",
+            "--grpo-tasks",
+            "2",
+            "--grpo-samples",
+            "2",
+        ])
+        .args([
+            "--eval-samples",
+            "2",
+            "--max-new-tokens",
+            "24",
+            "--max-steps",
+            "8",
+        ]);
+    let text = run_ok(cmd);
+    eprintln!("pipeline in {:.0}s:\n{text}", t.elapsed().as_secs_f64());
+    for phase in ["sft", "rft", "grpo"] {
+        let f = out.join(phase).join("final");
+        assert!(f.join("config.json").is_file(), "{phase}/final has a model");
+        assert!(
+            f.join("model.safetensors").is_file(),
+            "{phase}/final has weights"
+        );
+        assert!(out.join(phase).join("results.json").is_file());
+    }
+    // Each phase started from the previous one's final checkpoint.
+    let rft_cfg = read_json(&out.join("configs/rft.json"));
+    assert_eq!(rft_cfg["model"]["init"], json!(out.join("sft/final")));
+    let grpo_cfg = read_json(&out.join("configs/grpo.json"));
+    assert_eq!(grpo_cfg["model"]["init"], json!(out.join("rft/final")));
+    for eval in ["eval", "eval-base"] {
+        let r = read_json(&out.join(eval).join("results.json"));
+        let o = &r["results"]["overall"];
+        assert_eq!(o["tasks"], json!(9), "{eval}: {o}");
+        for key in ["passAt1", "passAtK", "passHatK", "averageReward"] {
+            let v = o[key].as_f64().expect("a rate");
+            assert!((0.0..=1.0).contains(&v), "{eval} {key} {v}");
+        }
+    }
+    assert!(
+        text.contains("after pipeline"),
+        "the pass@k table is printed"
+    );
+}
+
+/// Waits for the first complete step checkpoint (its manifest written).
+fn first_checkpoint(out: &Path, limit: Duration) -> Option<PathBuf> {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if let Ok(entries) = std::fs::read_dir(out.join("checkpoints")) {
+            for e in entries.flatten() {
+                let p = e.path();
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("step-") && p.join("MANIFEST.json").is_file() {
+                    return Some(p);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn a_killed_sft_phase_resumes_and_ends_like_an_uninterrupted_run() {
+    let Some(tok) = tokenizer() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let params = sft_params(2, 1e-3);
+    // Uninterrupted.
+    let a = dir.path().join("a");
+    let cfg_a = write_job(&a, "sft", &job(&a, "sft", None, params.clone()));
+    let mut cmd = worker();
+    cmd.args(["sft", "--config"])
+        .arg(&cfg_a)
+        .env("TAU2_QWEN3_TOKENIZER_DIR", &tok);
+    run_ok(cmd);
+    // Killed after its first checkpoint, then attempt 2.
+    let b = dir.path().join("b");
+    let cfg_b = write_job(&b, "sft", &job(&b, "sft", None, params));
+    let mut child = worker()
+        .args(["sft", "--config"])
+        .arg(&cfg_b)
+        .env("TAU2_QWEN3_TOKENIZER_DIR", &tok)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawned");
+    let ckpt = first_checkpoint(&b.join("sft"), Duration::from_secs(300));
+    child.kill().expect("SIGKILL"); // Child::kill sends SIGKILL on Unix.
+    let _ = child.wait();
+    let ckpt = ckpt.expect("a checkpoint appeared");
+    assert!(
+        !b.join("sft/final/model.safetensors").exists(),
+        "killed before the end (raise the step count if this machine is fast)"
+    );
+    let summary_path = dir.path().join("termination-log");
+    let mut cmd = worker();
+    cmd.args(["sft", "--config"])
+        .arg(&cfg_b)
+        .env("TAU2_QWEN3_TOKENIZER_DIR", &tok)
+        .env("TAU2_ATTEMPT", "2")
+        .env("TAU2_TERMINATION_MESSAGE_PATH", &summary_path);
+    run_ok(cmd);
+    let results = read_json(&b.join("sft/results.json"));
+    let resumed = results["resumedFrom"]
+        .as_u64()
+        .expect("resumed from a checkpoint");
+    let ckpt_step: u64 = ckpt
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.trim_start_matches("step-").parse().ok())
+        .expect("step number");
+    assert!(
+        resumed >= ckpt_step,
+        "resumed from {resumed}, first checkpoint {ckpt_step}"
+    );
+    assert!(resumed < results["totalSteps"].as_u64().unwrap_or(0));
+    assert_eq!(results["attempt"], json!(2));
+    let wa = std::fs::read(a.join("sft/final/model.safetensors")).expect("final a");
+    let wb = std::fs::read(b.join("sft/final/model.safetensors")).expect("final b");
+    assert!(
+        wa == wb,
+        "resumed final weights differ from the uninterrupted run's"
+    );
+    let ra = read_json(&a.join("sft/results.json"));
+    assert_eq!(
+        ra["history"], results["history"],
+        "same losses step by step"
+    );
+    // The termination message: a PhaseSummary under 4 KiB.
+    let text = std::fs::read_to_string(&summary_path).expect("summary written");
+    assert!(text.len() < 4096, "{} bytes", text.len());
+    let s: tau2_api::job::PhaseSummary = serde_json::from_str(&text).expect("a PhaseSummary");
+    assert!(s.succeeded);
+    assert_eq!(s.final_checkpoint.as_deref(), Some("sft/final"));
+    assert_eq!(s.step, results["steps"].as_i64());
+}
+
+#[test]
+fn bad_configuration_fails_with_a_clear_message_and_a_summary() {
+    let Some(tok) = tokenizer() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    // Not a PhaseJob at all.
+    let bad = root.join("bad.json");
+    std::fs::write(&bad, "{}").expect("written");
+    let out = worker()
+        .args(["sft", "--config"])
+        .arg(&bad)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is invalid"));
+    // A dataset that does not exist: non-zero, and a failed summary.
+    let mut params = sft_params(1, 1e-3);
+    params["dataset"] = json!("file:///nonexistent/data.jsonl");
+    let cfg = write_job(root, "sft", &job(root, "sft", None, params));
+    let summary = root.join("termination-log");
+    let out = worker()
+        .args(["sft", "--config"])
+        .arg(&cfg)
+        .env("TAU2_QWEN3_TOKENIZER_DIR", &tok)
+        .env("TAU2_TERMINATION_MESSAGE_PATH", &summary)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/data.jsonl"), "{err}");
+    let s: tau2_api::job::PhaseSummary =
+        serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary")).expect("JSON");
+    assert!(!s.succeeded);
+    // A phase of the wrong kind for the subcommand.
+    let eval_cfg = write_job(root, "eval", &job(root, "eval", None, json!({})));
+    let out = worker()
+        .args(["grpo", "--config"])
+        .arg(&eval_cfg)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not grpo"));
+}
+
+/// Greedy pass@1 of `model` on the 9 mock tasks with the scripted user.
+fn greedy_pass_at_1(cfg: &Path, model: &Path, out: &Path) -> f64 {
+    let mut cmd = worker();
+    cmd.args(["eval", "--config"])
+        .arg(cfg)
+        .arg("--model")
+        .arg(model)
+        .args(["--temperature", "0", "--samples", "1", "--k", "1"])
+        .arg("--output")
+        .arg(out);
+    run_ok(cmd);
+    read_json(&out.join("results.json"))["results"]["overall"]["passAt1"]
+        .as_f64()
+        .expect("pass@1")
+}
+
+#[test]
+fn sft_on_gold_demonstrations_teaches_the_tiny_model_the_mock_tasks() {
+    let Some(tok) = tokenizer() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let t = Instant::now();
+    let params = json!({"dataset": "builtin://gold", "epochs": 50, "batchSize": 4, "saveEverySteps": 20,
+                        "maxTokensPerMicroBatch": 16384, "maxSequenceLength": 8192,
+                        "optimizer": {"learningRate": 1e-2, "warmupRatio": 0.05}});
+    let cfg = write_job(root, "sft", &job_seeded(root, "sft", None, params, 0));
+    let mut cmd = worker();
+    cmd.args(["sft", "--config"])
+        .arg(&cfg)
+        .env("TAU2_QWEN3_TOKENIZER_DIR", &tok);
+    run_ok(cmd);
+    let r = read_json(&root.join("sft/results.json"));
+    let (first, last) = (
+        r["firstLoss"].as_f64().expect("first loss"),
+        r["finalLoss"].as_f64().expect("final loss"),
+    );
+    let eval_params =
+        json!({"samplesPerTask": 1, "k": 1, "rollout": {"maxNewTokens": 96, "maxSteps": 20}});
+    let eval_cfg = write_job(
+        root,
+        "eval",
+        &job_seeded(root, "eval", Some("sft/final"), eval_params, 0),
+    );
+    let trained = greedy_pass_at_1(&eval_cfg, &root.join("sft/final"), &root.join("eval-sft"));
+    let untrained = greedy_pass_at_1(&eval_cfg, &root.join("base-model"), &root.join("eval-base"));
+    eprintln!(
+        "SFT loss {first:.3} -> {last:.3}; greedy pass@1 untrained {untrained:.3}, after SFT {trained:.3} ({:.0}s)",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(last < 0.25 && last < first / 20.0, "loss {first} -> {last}");
+    assert!(
+        trained >= untrained + 0.4,
+        "greedy pass@1 {untrained} -> {trained}"
+    );
+}
