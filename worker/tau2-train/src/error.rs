@@ -55,3 +55,11 @@ impl TrainError {
 }
 
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;
+
+/// A phase parameter that must be a positive count (the CRD's i32 fields).
+pub(crate) fn positive(name: &str, v: i32) -> Result<usize> {
+    usize::try_from(v)
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| TrainError::Config(format!("{name} must be positive, got {v}")))
+}

@@ -271,12 +271,7 @@ pub struct GrpoConfig {
 
 impl GrpoConfig {
     pub fn from_params(p: &GrpoParams, seed: u64) -> Result<Self> {
-        let positive = |name: &str, v: i32| {
-            usize::try_from(v)
-                .ok()
-                .filter(|v| *v > 0)
-                .ok_or_else(|| TrainError::Config(format!("{name} must be positive, got {v}")))
-        };
+        let positive = crate::error::positive;
         let samples = positive("samplesPerTask", p.samples_per_task)?;
         if samples < 2 {
             return Err(TrainError::Config(

@@ -62,12 +62,7 @@ pub struct SftConfig {
 
 impl SftConfig {
     pub fn from_params(p: &SftParams, seed: u64) -> Result<Self> {
-        let positive = |name: &str, v: i32| {
-            usize::try_from(v)
-                .ok()
-                .filter(|v| *v > 0)
-                .ok_or_else(|| TrainError::Config(format!("{name} must be positive, got {v}")))
-        };
+        let positive = crate::error::positive;
         Ok(Self {
             phase: "sft".into(),
             epochs: positive("epochs", p.epochs)? as u32,
