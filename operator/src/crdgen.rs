@@ -32,6 +32,16 @@ pub fn crd_path(repo_root: &Path) -> PathBuf {
     repo_root.join("crds").join(CRD_FILE)
 }
 
+/// The Helm chart's copy, which `helm install` creates on first install.
+pub fn chart_crd_path(repo_root: &Path) -> PathBuf {
+    repo_root.join("charts/tau2-operator/crds").join(CRD_FILE)
+}
+
+/// Every place in the repository the CRD is committed to.
+pub fn crd_paths(repo_root: &Path) -> [PathBuf; 2] {
+    [crd_path(repo_root), chart_crd_path(repo_root)]
+}
+
 /// Doc comments are wrapped at source width; `kubectl explain` wraps text
 /// itself, so join wrapped lines and keep only paragraph breaks.
 fn unwrap_descriptions(value: &mut Value) {

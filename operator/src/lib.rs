@@ -6,7 +6,8 @@
 //! - [`leader`]: leader election, so that only one replica reconciles;
 //! - [`progress`], [`tokens`]: the gRPC service workers report to, and
 //!   the per-pipeline tokens that authenticate them;
-//! - [`metrics`], [`http`]: Prometheus metrics, `/healthz` and `/readyz`.
+//! - [`metrics`], [`http`]: Prometheus metrics, `/healthz` and `/readyz`;
+//! - [`probe`]: the HTTP check the chart's `helm test` pod runs.
 
 pub mod app;
 pub mod controller;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod probe;
 pub mod progress;
 pub mod reconcile;
 pub mod tokens;

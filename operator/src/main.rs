@@ -20,14 +20,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Write the Tau2Pipeline CRD (to crds/ in the repository, or to stdout with `--stdout`).
+    /// Write the Tau2Pipeline CRD: to crds/ and the Helm chart's crds/ in the
+    /// repository, to one directory with `--out-dir`, or to stdout with `--stdout`.
     Crd {
-        /// Directory to write the CRD file into.
-        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds"))]
-        out_dir: PathBuf,
+        /// Directory to write the CRD file into (instead of the repository's two).
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
         /// Print the CRD instead of writing it.
         #[arg(long)]
         stdout: bool,
+    },
+    /// GET a URL and exit 0 on HTTP 200, 1 otherwise (the image has no curl;
+    /// the chart's `helm test` pod uses this on /readyz).
+    Probe {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value = "10", value_name = "SECONDS")]
+        timeout_seconds: u64,
     },
     /// Run the operator: the progress service (gRPC), /metrics, /healthz and
     /// /readyz (HTTP), leader election, and the controller while leading.
@@ -115,11 +124,36 @@ fn main() -> anyhow::Result<()> {
             let yaml = tau2_operator::crdgen::crd_yaml().context("serialising the CRD")?;
             if stdout {
                 print!("{yaml}");
-            } else {
-                let path = out_dir.join(tau2_operator::crdgen::CRD_FILE);
-                std::fs::write(&path, yaml)
+                return Ok(());
+            }
+            let paths = match out_dir {
+                Some(dir) => vec![dir.join(tau2_operator::crdgen::CRD_FILE)],
+                None => {
+                    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+                    tau2_operator::crdgen::crd_paths(&root).to_vec()
+                }
+            };
+            for path in paths {
+                std::fs::write(&path, &yaml)
                     .with_context(|| format!("writing {}", path.display()))?;
                 eprintln!("wrote {}", path.display());
+            }
+        }
+        Command::Probe {
+            url,
+            timeout_seconds,
+        } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let timeout = Duration::from_secs(timeout_seconds);
+            match runtime.block_on(tau2_operator::probe::probe(&url, timeout)) {
+                Ok(body) => println!("{url}: HTTP 200 {body}"),
+                Err(error) => {
+                    eprintln!("probe failed: {error}");
+                    std::process::exit(1);
+                }
             }
         }
     }

@@ -1,8 +1,12 @@
-//! `operator/rbac.yaml` suffices, and grants no more than it says: the whole
-//! operator runs as a ServiceAccount bound to exactly its ClusterRole and
-//! Role (a token from the TokenRequest API, a client with only that bearer
-//! token), takes the lease, labels its pod as leader, creates a pipeline's
-//! first Job and writes its status; verbs outside the rules are forbidden.
+//! The Helm chart's RBAC suffices, and grants no more than it says: the
+//! whole operator runs as the chart's ServiceAccount, bound by the chart's
+//! ClusterRole(Binding) and Role(Binding) as `helm template` renders them (a
+//! token from the TokenRequest API, a client with only that bearer token),
+//! takes the lease, labels its pod as leader, creates a pipeline's first Job
+//! and writes its status; verbs outside the rules are forbidden. The chart's
+//! rules equal `operator/rbac.yaml`'s (operator/tests/helm.rs), so this
+//! proves that file too. The `helm test` pod's command also runs here,
+//! against this operator's /readyz.
 
 mod common;
 
@@ -19,20 +23,33 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tau2_api::crd::PipelinePhase;
 
-/// The ClusterRole and the Role of `operator/rbac.yaml`.
-fn rbac_yaml() -> (ClusterRole, Role) {
-    let text = std::fs::read_to_string(repo_root().join("operator/rbac.yaml"))
-        .expect("operator/rbac.yaml");
-    let mut cluster_role = None;
-    let mut role = None;
-    for doc in serde_saphyr::from_multiple::<serde_json::Value>(&text).expect("YAML") {
-        match doc["kind"].as_str() {
-            Some("ClusterRole") => cluster_role = serde_json::from_value(doc).ok(),
-            Some("Role") => role = serde_json::from_value(doc).ok(),
-            other => panic!("unexpected {other:?} in rbac.yaml"),
-        }
+/// The chart's ServiceAccount and RBAC objects for release `release` in `ns`.
+struct ChartRbac {
+    service_account: ServiceAccount,
+    cluster_role: ClusterRole,
+    cluster_role_binding: ClusterRoleBinding,
+    role: Role,
+    role_binding: RoleBinding,
+    /// The `helm test` pod's container args.
+    test_args: Vec<String>,
+}
+
+fn chart_rbac(release: &str, ns: &str) -> ChartRbac {
+    let objects = yaml_objects(&helm_template(&chart_dir(), release, ns, &[]));
+    let test_pod: Pod = only_of_kind(&objects, "Pod");
+    let test_args = test_pod
+        .spec
+        .and_then(|s| s.containers.into_iter().next())
+        .and_then(|c| c.args)
+        .expect("the test pod has args");
+    ChartRbac {
+        service_account: only_of_kind(&objects, "ServiceAccount"),
+        cluster_role: only_of_kind(&objects, "ClusterRole"),
+        cluster_role_binding: only_of_kind(&objects, "ClusterRoleBinding"),
+        role: only_of_kind(&objects, "Role"),
+        role_binding: only_of_kind(&objects, "RoleBinding"),
+        test_args,
     }
-    (cluster_role.expect("a ClusterRole"), role.expect("a Role"))
 }
 
 /// A client that authenticates as `ns`'s ServiceAccount `sa`, and nothing else.
@@ -60,44 +77,42 @@ fn forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>, what: &str) {
 }
 
 #[tokio::test]
-#[ignore = "needs a control plane: run tests/run.sh"]
-async fn the_operator_runs_with_exactly_its_rbac_and_nothing_more() -> TestResult {
+#[ignore = "needs a control plane and helm: run tests/run.sh"]
+async fn the_operator_runs_with_exactly_the_charts_rbac_and_nothing_more() -> TestResult {
     let (admin, ns) = with_crd("rbac").await;
     checkpoint_claim(&admin, &ns).await;
     let ssa = PatchParams::apply("tau2-tests").force();
 
-    // The rules, as users apply them; the Role goes into the test namespace.
-    let (cluster_role, mut role) = rbac_yaml();
+    // The chart's objects, as `helm install` creates them, released into
+    // the test namespace (a unique release name, as cluster-scoped names
+    // must be).
+    let rbac = chart_rbac(&ns, &ns);
+    let cluster_role = rbac.cluster_role.clone();
     let cr_name = cluster_role.name_any();
+    let binding_name = rbac.cluster_role_binding.name_any();
+    let sa_name = rbac.service_account.name_any();
+    Api::<ServiceAccount>::namespaced(admin.clone(), &ns)
+        .patch(&sa_name, &ssa, &Patch::Apply(&rbac.service_account))
+        .await?;
     Api::<ClusterRole>::all(admin.clone())
         .patch(&cr_name, &ssa, &Patch::Apply(&cluster_role))
         .await?;
-    role.metadata.namespace = Some(ns.clone());
-    Api::<Role>::namespaced(admin.clone(), &ns)
-        .patch(&role.name_any(), &ssa, &Patch::Apply(&role))
-        .await?;
-    let sa: ServiceAccount =
-        serde_json::from_value(json!({"metadata": {"name": "tau2-operator"}}))?;
-    Api::<ServiceAccount>::namespaced(admin.clone(), &ns)
-        .create(&PostParams::default(), &sa)
-        .await?;
-    let subject = json!([{"kind": "ServiceAccount", "name": "tau2-operator", "namespace": ns}]);
-    let binding_name = format!("tau2-operator-{ns}");
-    let crb: ClusterRoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": binding_name},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cr_name},
-        "subjects": subject,
-    }))?;
     Api::<ClusterRoleBinding>::all(admin.clone())
-        .create(&PostParams::default(), &crb)
+        .patch(
+            &binding_name,
+            &ssa,
+            &Patch::Apply(&rbac.cluster_role_binding),
+        )
         .await?;
-    let rb: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "tau2-operator-leader-election"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role.name_any()},
-        "subjects": subject,
-    }))?;
+    Api::<Role>::namespaced(admin.clone(), &ns)
+        .patch(&rbac.role.name_any(), &ssa, &Patch::Apply(&rbac.role))
+        .await?;
     Api::<RoleBinding>::namespaced(admin.clone(), &ns)
-        .create(&PostParams::default(), &rb)
+        .patch(
+            &rbac.role_binding.name_any(),
+            &ssa,
+            &Patch::Apply(&rbac.role_binding),
+        )
         .await?;
 
     // The operator's own pod, to be labelled leader.
@@ -108,7 +123,7 @@ async fn the_operator_runs_with_exactly_its_rbac_and_nothing_more() -> TestResul
     let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
     pods.create(&PostParams::default(), &me).await?;
 
-    let operator = client_as(&admin, &ns, "tau2-operator").await;
+    let operator = client_as(&admin, &ns, &sa_name).await;
     let app = App::start(&operator, &ns, "tau2-operator-0", Some("tau2-operator-0")).await;
     app.ready(60).await;
 
@@ -138,6 +153,29 @@ async fn the_operator_runs_with_exactly_its_rbac_and_nothing_more() -> TestResul
         phase(p) == PipelinePhase::Running
     })
     .await;
+    // The `helm test` pod's command, run here against this operator (its
+    // Service URL pointed at the local port) once the leader's caches
+    // synced: the flags parse and /readyz is 200.
+    let args: Vec<String> = rbac
+        .test_args
+        .iter()
+        .map(|a| match a.strip_prefix("--url=") {
+            Some(url) => {
+                let path = url
+                    .split_once(".svc:")
+                    .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]));
+                assert_eq!(path, Some("/readyz"), "the test pod probes /readyz: {url}");
+                format!("--url=http://{}/readyz", app.http)
+            }
+            None => a.clone(),
+        })
+        .collect();
+    // Off the runtime's thread: the operator under test serves on it.
+    tokio::task::spawn_blocking(move || {
+        run_ok(std::process::Command::new(env!("CARGO_BIN_EXE_tau2-operator")).args(&args))
+    })
+    .await?;
+
     let labelled = pods.get("tau2-operator-0").await?;
     assert_eq!(
         labelled.labels().get("tau2.dev/leader").map(String::as_str),
@@ -209,6 +247,9 @@ async fn the_operator_runs_with_exactly_its_rbac_and_nothing_more() -> TestResul
 
     let _ = Api::<ClusterRoleBinding>::all(admin.clone())
         .delete(&binding_name, &DeleteParams::default())
+        .await;
+    let _ = Api::<ClusterRole>::all(admin.clone())
+        .delete(&cr_name, &DeleteParams::default())
         .await;
     delete_namespace(&admin, &ns).await;
     Ok(())

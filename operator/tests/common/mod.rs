@@ -338,3 +338,56 @@ pub async fn scheduled_pod(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Marks a test that runs `helm` (on PATH under tests/run.sh).
+pub const NEEDS_HELM: &str = "needs helm (tests/control-plane/build.sh): run tests/run.sh";
+
+/// The Helm chart's directory.
+pub fn chart_dir() -> std::path::PathBuf {
+    repo_root().join("charts/tau2-operator")
+}
+
+/// Runs a command; its stdout, or a panic with its stderr.
+pub fn run_ok(cmd: &mut std::process::Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?} (is it on PATH?): {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `helm template RELEASE CHART --namespace NS ARGS...`: the YAML text.
+pub fn helm_template(chart: &std::path::Path, release: &str, ns: &str, args: &[&str]) -> String {
+    run_ok(
+        std::process::Command::new("helm")
+            .args(["template", release])
+            .arg(chart)
+            .args(["--namespace", ns])
+            .args(args),
+    )
+}
+
+/// The objects of a multi-document YAML text (empty documents dropped).
+pub fn yaml_objects(text: &str) -> Vec<serde_json::Value> {
+    serde_saphyr::from_multiple::<serde_json::Value>(text)
+        .expect("valid YAML")
+        .into_iter()
+        .filter(|doc| !doc.is_null())
+        .collect()
+}
+
+/// The one object of `kind` among `objects` (panics on none or several).
+pub fn only_of_kind<T: serde::de::DeserializeOwned>(
+    objects: &[serde_json::Value],
+    kind: &str,
+) -> T {
+    let found: Vec<_> = objects.iter().filter(|o| o["kind"] == kind).collect();
+    assert_eq!(found.len(), 1, "expected one {kind}, found {}", found.len());
+    serde_json::from_value(found[0].clone()).unwrap_or_else(|e| panic!("a {kind}: {e}"))
+}
