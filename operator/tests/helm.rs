@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role};
@@ -48,6 +48,41 @@ fn the_chart_follows_the_workspace_version() {
     assert_eq!(
         values["image"]["tag"], "",
         "image.tag defaults to appVersion"
+    );
+}
+
+#[test]
+fn the_readme_documents_every_value() {
+    fn leaves(prefix: &str, value: &Value, out: &mut Vec<String>) {
+        match value.as_object() {
+            // Maps the user fills (labels, selectors, resources) end the walk.
+            Some(map)
+                if !map.is_empty() && !prefix.ends_with("Selector") && prefix != "resources" =>
+            {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    leaves(&key, v, out);
+                }
+            }
+            _ => out.push(prefix.to_owned()),
+        }
+    }
+    let values = read_yaml(&chart_dir().join("values.yaml"));
+    let mut keys = Vec::new();
+    leaves("", &values, &mut keys);
+    let readme =
+        std::fs::read_to_string(chart_dir().join("README.md")).expect("the chart's README");
+    let missing: Vec<_> = keys
+        .iter()
+        .filter(|k| !readme.contains(&format!("| `{k}` |")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "values missing from the README's table: {missing:?}"
     );
 }
 
@@ -158,6 +193,7 @@ fn install_yaml_is_up_to_date() {
 #[ignore = "needs a control plane and helm: run tests/run.sh"]
 async fn default_and_all_options_renders_pass_the_api_servers_dry_run() -> TestResult {
     let (client, ns) = with_crd("helm-dry").await;
+    enforce_restricted(&client, &ns).await;
     let dashboards_ns = namespace(&client, "helm-dash").await;
     install_service_monitor_crd(&client).await;
     let release = ns.clone();
@@ -239,6 +275,9 @@ async fn default_and_all_options_renders_pass_the_api_servers_dry_run() -> TestR
 #[ignore = "needs a control plane and helm: run tests/run.sh"]
 async fn helm_install_upgrade_test_and_uninstall() -> TestResult {
     let (client, ns) = with_crd("helm-life").await;
+    // Pod Security admission then refuses any pod of the chart (the
+    // operator's, the test pod) that breaks the restricted standard.
+    enforce_restricted(&client, &ns).await;
     let release = ns.clone();
     let helm = |args: &[&str]| {
         run_ok(
@@ -474,6 +513,21 @@ async fn install_service_monitor_crd(client: &Client) {
         .await
         .expect("the ServiceMonitor CRD is established within 30 s")
         .expect("watching the CRD works");
+}
+
+/// Labels `ns` to enforce the restricted Pod Security Standard.
+async fn enforce_restricted(client: &Client, ns: &str) {
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            ns,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "latest",
+            }}})),
+        )
+        .await
+        .expect("namespace labelled");
 }
 
 /// Names of the ready pods behind `service`, sorted.
