@@ -339,9 +339,6 @@ pub async fn scheduled_pod(
     }
 }
 
-/// Marks a test that runs `helm` (on PATH under tests/run.sh).
-pub const NEEDS_HELM: &str = "needs helm (tests/control-plane/build.sh): run tests/run.sh";
-
 /// The Helm chart's directory.
 pub fn chart_dir() -> std::path::PathBuf {
     repo_root().join("charts/tau2-operator")
