@@ -533,28 +533,7 @@ impl Operator {
 
     /// SIGTERM, then up to 30 s for a clean exit, then SIGKILL.
     fn stop(&mut self) -> Result<()> {
-        if self.exited()?.is_some() {
-            return Ok(());
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Some(code) = self.exited()? {
-                if !code.success() {
-                    bail!(
-                        "the operator exited with {code}; see {}",
-                        self.log.display()
-                    );
-                }
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        bail!("the operator did not stop within 30 s of SIGTERM")
+        common::terminate(&mut self.child, &self.log)
     }
 }
 
