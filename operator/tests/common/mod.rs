@@ -240,6 +240,18 @@ pub fn terminate(child: &mut std::process::Child, log: &std::path::Path) -> anyh
     anyhow::bail!("the operator did not stop within 30 s of SIGTERM")
 }
 
+/// A child process killed when dropped (a failed test leaves none behind).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// The whole operator (`tau2-operator run`) running in this process.
 pub struct App {
     pub grpc: std::net::SocketAddr,

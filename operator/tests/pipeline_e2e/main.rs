@@ -24,7 +24,7 @@ mod prometheus;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, bail};
@@ -181,7 +181,7 @@ fn unix_now() -> f64 {
 /// `tau2-operator run` as a child process, electing itself leader on a Lease
 /// in the test namespace.
 struct Operator {
-    child: Child,
+    child: common::KillOnDrop,
     http: SocketAddr,
     log: PathBuf,
 }
@@ -213,7 +213,11 @@ impl Operator {
             .stderr(out)
             .spawn()
             .context("starting tau2-operator run")?;
-        Ok(Operator { child, http, log })
+        Ok(Operator {
+            child: common::KillOnDrop(child),
+            http,
+            log,
+        })
     }
 
     async fn ready(&mut self, limit: Duration) -> Result<()> {
@@ -224,7 +228,7 @@ impl Operator {
             {
                 return Ok(());
             }
-            if let Some(code) = self.child.try_wait()? {
+            if let Some(code) = self.child.0.try_wait()? {
                 bail!("the operator exited ({code}); see {}", self.log.display());
             }
             if Instant::now() > deadline {
@@ -238,16 +242,7 @@ impl Operator {
     }
 
     fn stop(&mut self) -> Result<()> {
-        common::terminate(&mut self.child, &self.log)
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        common::terminate(&mut self.child.0, &self.log)
     }
 }
 
