@@ -11,9 +11,21 @@ missing=()
 for tool in openssl:openssl curl:curl python3:python3 setsid:util-linux tac:coreutils; do
   command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
 done
+# Debian's Prometheus, which the pipeline e2e test starts on a port of its own.
+command -v prometheus >/dev/null || missing+=(prometheus)
 if ((${#missing[@]})); then
   log "installing ${missing[*]}"
-  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+  # The package's own service must not start (it would take :9090); only the
+  # tests start Prometheus. policy-rc.d tells invoke-rc.d so, if none says it yet.
+  policy=/usr/sbin/policy-rc.d
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [[ -d /run/systemd/system ]]; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi
 for tool in go cargo; do
   command -v "$tool" >/dev/null || { log "$tool is required (the machine's Go and Rust toolchains)"; exit 1; }

@@ -37,7 +37,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -428,7 +428,7 @@ async fn cleanup(client: &Client, ns: &str, operator: &mut Operator) -> Result<(
 
 /// `tau2-operator run` as a child process.
 struct Operator {
-    child: Child,
+    child: common::KillOnDrop,
     http: SocketAddr,
     log: PathBuf,
     idle_rss_kib: u64,
@@ -457,7 +457,7 @@ impl Operator {
             .spawn()
             .context("starting tau2-operator run")?;
         Ok(Operator {
-            child,
+            child: common::KillOnDrop(child),
             http,
             log,
             idle_rss_kib: 0,
@@ -465,11 +465,11 @@ impl Operator {
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.0.id()
     }
 
     fn exited(&mut self) -> Result<Option<std::process::ExitStatus>> {
-        self.child.try_wait().context("checking the operator")
+        self.child.0.try_wait().context("checking the operator")
     }
 
     /// Waits for `/readyz`, then notes the idle memory.
@@ -533,37 +533,7 @@ impl Operator {
 
     /// SIGTERM, then up to 30 s for a clean exit, then SIGKILL.
     fn stop(&mut self) -> Result<()> {
-        if self.exited()?.is_some() {
-            return Ok(());
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Some(code) = self.exited()? {
-                if !code.success() {
-                    bail!(
-                        "the operator exited with {code}; see {}",
-                        self.log.display()
-                    );
-                }
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        bail!("the operator did not stop within 30 s of SIGTERM")
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        common::terminate(&mut self.child.0, &self.log)
     }
 }
 

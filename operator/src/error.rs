@@ -25,6 +25,10 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every value [`Error::metric_label`] returns.
+    pub const METRIC_LABELS: [&'static str; 5] =
+        ["kube", "finalizer", "serialize", "invalid_object", "token"];
+
     /// A short, fixed label for the error's kind.
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -47,3 +51,30 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_labels_lists_every_label() {
+        let serde = serde_json::from_str::<u8>("x").expect_err("not a number");
+        let all = [
+            Error::Kube {
+                action: "get",
+                source: kube::Error::LinesCodecMaxLineLengthExceeded,
+            },
+            Error::Finalizer(Box::new(kube::runtime::finalizer::Error::UnnamedObject)),
+            Error::Serialize {
+                what: "status",
+                source: serde,
+            },
+            Error::InvalidObject(String::new()),
+            Error::Token(crate::tokens::TokenError::MissingMetadata("uid")),
+        ];
+        for e in &all {
+            assert!(Error::METRIC_LABELS.contains(&e.metric_label()), "{e}");
+        }
+        assert_eq!(all.len(), Error::METRIC_LABELS.len());
+    }
+}

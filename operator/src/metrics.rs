@@ -5,13 +5,16 @@
 //! values; pipeline metrics carry `namespace`, `pipeline`, `phase` and
 //! `domain`, so their series grow with the pipelines that exist (a pipeline's
 //! series go when it is forgotten) times four phases or five domain values.
+//! The `state`, `phase_duration` and `phase_retries` series come from the
+//! status of every pipeline in the controller's cache each housekeeping
+//! period, so they exist only on the leader and go with the pipeline.
 //! Worker metric names never become labels or metric names: only the names in
 //! the allow-list below are exported, the rest stay in status only.
 //!
 //! | metric | type | labels | meaning |
 //! | --- | --- | --- | --- |
 //! | `tau2_operator_reconciles_total` | counter | `result` (`success`, `error`) | reconciles run |
-//! | `tau2_operator_reconcile_errors_total` | counter | `reason` | failed reconciles, by the reconciler's error kind |
+//! | `tau2_operator_reconcile_errors_total` | counter | `reason` ([`Error::METRIC_LABELS`](crate::error::Error::METRIC_LABELS), each from the start) | failed reconciles, by the reconciler's error kind |
 //! | `tau2_operator_reconcile_duration_seconds` | histogram | | time per reconcile |
 //! | `tau2_operator_pipelines` | gauge | `phase` (`Pending`, `Running`, `Succeeded`, `Failed`, `Suspended`) | pipelines by status phase |
 //! | `tau2_operator_leader` | gauge | | 1 while this replica holds the leader lease |
@@ -27,13 +30,19 @@
 //! | `tau2_pipeline_kl` | gauge | `namespace`, `pipeline`, `phase` | worker metric `kl` |
 //! | `tau2_pipeline_entropy` | gauge | `namespace`, `pipeline`, `phase` | worker metric `entropy` |
 //! | `tau2_pipeline_tokens_per_second` | gauge | `namespace`, `pipeline`, `phase` | worker metric `tokens_per_second` |
+//! | `tau2_pipeline_state` | gauge | `namespace`, `pipeline`, `state` (`Pending`, `Running`, `Succeeded`, `Failed`, `Suspended`) | 1 for the pipeline's status phase, 0 for the others |
+//! | `tau2_pipeline_phase_duration_seconds` | gauge | `namespace`, `pipeline`, `phase` | a started phase's time from its start to its completion, or to now while it runs |
+//! | `tau2_pipeline_phase_retries` | gauge | `namespace`, `pipeline`, `phase` | attempts started after a failed one (status `attempts` - 1) |
 //! | `tau2_pipeline_pass_at_1` | gauge | `namespace`, `pipeline`, `domain` (a domain or `all`) | eval pass@1 |
 //! | `tau2_pipeline_pass_at_k` | gauge | `namespace`, `pipeline`, `domain` | eval pass@k |
 //! | `tau2_pipeline_pass_hat_k` | gauge | `namespace`, `pipeline`, `domain` | eval pass^k |
 //! | `tau2_pipeline_average_reward` | gauge | `namespace`, `pipeline`, `domain` | eval mean task reward |
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use k8s_openapi::jiff::Timestamp;
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -123,10 +132,17 @@ struct Inner {
     pass_at_k: GaugeVec,
     pass_hat_k: GaugeVec,
     average_reward: GaugeVec,
+    state: IntGaugeVec,
+    phase_duration: GaugeVec,
+    phase_retries: IntGaugeVec,
+    /// (namespace, name) of the pipelines with status series, to remove
+    /// those of pipelines that left the cache.
+    with_status: Mutex<BTreeSet<(String, String)>>,
 }
 
 const PHASE_LABELS: [&str; 3] = ["namespace", "pipeline", "phase"];
 const DOMAIN_LABELS: [&str; 3] = ["namespace", "pipeline", "domain"];
+const STATE_LABELS: [&str; 3] = ["namespace", "pipeline", "state"];
 
 impl Metrics {
     pub fn new() -> Result<Metrics, MetricsError> {
@@ -236,6 +252,22 @@ impl Metrics {
             &DOMAIN_LABELS,
         )?;
 
+        let state = int_gauge_vec(
+            "tau2_pipeline_state",
+            "1 for the pipeline's status phase (the state label), 0 for the others.",
+            &STATE_LABELS,
+        )?;
+        let phase_duration = gauge_vec(
+            "tau2_pipeline_phase_duration_seconds",
+            "Time from the phase's start to its completion, or to now while it runs.",
+            &PHASE_LABELS,
+        )?;
+        let phase_retries = int_gauge_vec(
+            "tau2_pipeline_phase_retries",
+            "Attempts of the phase started after a failed one.",
+            &PHASE_LABELS,
+        )?;
+
         // Show every fixed series from the start, so dashboards see zeros, not gaps.
         for result in ["success", "error"] {
             reconciles.with_label_values(&[result]);
@@ -245,6 +277,9 @@ impl Metrics {
         }
         for reason in Rejection::REASONS {
             reports_rejected.with_label_values(&[reason]);
+        }
+        for reason in Error::METRIC_LABELS {
+            reconcile_errors.with_label_values(&[reason]);
         }
 
         Ok(Metrics {
@@ -267,6 +302,10 @@ impl Metrics {
                 pass_at_k,
                 pass_hat_k,
                 average_reward,
+                state,
+                phase_duration,
+                phase_retries,
+                with_status: Mutex::new(BTreeSet::new()),
             }),
         })
     }
@@ -399,6 +438,76 @@ impl Metrics {
         }
     }
 
+    /// Sets the status series (`tau2_pipeline_state`, phase durations and
+    /// retries) of every pipeline in `all` and removes those of pipelines not
+    /// in it. Pipelines being deleted count as gone.
+    pub fn observe_statuses(&self, all: &[Arc<Tau2Pipeline>], now: Timestamp) {
+        let i = &self.inner;
+        let mut seen = BTreeSet::new();
+        for p in all {
+            if p.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let (Some(ns), Some(name)) =
+                (p.metadata.namespace.as_deref(), p.metadata.name.as_deref())
+            else {
+                continue;
+            };
+            let status = p.status.clone().unwrap_or_default();
+            for (phase, label) in PIPELINE_PHASES {
+                i.state
+                    .with_label_values(&[ns, name, label])
+                    .set(i64::from(status.phase == phase));
+            }
+            for phase in PhaseName::ALL {
+                let labels = [ns, name, phase.as_str()];
+                let rec = status.phases.as_ref().and_then(|ph| ph.get(phase));
+                match rec.and_then(|r| r.start_time.as_ref().map(|s| (r, s))) {
+                    Some((rec, start)) => {
+                        let end = rec.completion_time.as_ref().map_or(now, |t| t.0);
+                        let ms = end.as_millisecond() - start.0.as_millisecond();
+                        i.phase_duration
+                            .with_label_values(&labels)
+                            .set(ms.max(0) as f64 / 1000.0);
+                        i.phase_retries
+                            .with_label_values(&labels)
+                            .set(i64::from(rec.attempts.saturating_sub(1).max(0)));
+                    }
+                    None => {
+                        let _ = i.phase_duration.remove_label_values(&labels);
+                        let _ = i.phase_retries.remove_label_values(&labels);
+                    }
+                }
+            }
+            seen.insert((ns.to_owned(), name.to_owned()));
+        }
+        let gone: Vec<(String, String)> = {
+            let mut known = i.with_status.lock().unwrap_or_else(|e| e.into_inner());
+            let gone = known.difference(&seen).cloned().collect();
+            *known = seen;
+            gone
+        };
+        for (ns, name) in gone {
+            self.remove_status_series(&ns, &name);
+        }
+    }
+
+    fn remove_status_series(&self, ns: &str, name: &str) {
+        let i = &self.inner;
+        for (_, label) in PIPELINE_PHASES {
+            let _ = i.state.remove_label_values(&[ns, name, label]);
+        }
+        for phase in PhaseName::ALL {
+            let labels = [ns, name, phase.as_str()];
+            let _ = i.phase_duration.remove_label_values(&labels);
+            let _ = i.phase_retries.remove_label_values(&labels);
+        }
+        i.with_status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(ns.to_owned(), name.to_owned()));
+    }
+
     /// Removes every series of a pipeline (it was deleted).
     pub fn forget_pipeline(&self, key: &PipelineKey) {
         let i = &self.inner;
@@ -412,6 +521,7 @@ impl Metrics {
                 let _ = gauge.remove_label_values(&labels);
             }
         }
+        self.remove_status_series(ns, name);
         let domains = Domain::ALL.map(Domain::as_str);
         for domain in domains.iter().chain([&ALL_DOMAINS]) {
             let labels = [ns, name, *domain];
@@ -424,7 +534,7 @@ impl Metrics {
 
 /// The controller's hooks: reconcile counts, errors by the error's
 /// [`metric_label`](crate::error::Error::metric_label), durations, and
-/// pipelines by phase from the controller's cache.
+/// pipelines by phase and the status series from the controller's cache.
 impl Hooks for Metrics {
     fn reconciled(&self, _: &Tau2Pipeline, _: &Tau2PipelineStatus, took: Duration) {
         self.observe_reconcile(took);
@@ -442,6 +552,7 @@ impl Hooks for Metrics {
             all.iter()
                 .map(|p| p.status.as_ref().map(|s| s.phase).unwrap_or_default()),
         );
+        self.observe_statuses(all, Timestamp::now());
     }
 }
 
@@ -608,6 +719,98 @@ mod tests {
         let text = m.encode()?;
         assert!(!text.contains("pipeline=\"a\""), "{text}");
         assert!(text.contains("pipeline=\"b\""), "only a's series go");
+        Ok(())
+    }
+
+    fn pipeline(name: &str, status: serde_json::Value) -> Arc<Tau2Pipeline> {
+        let mut p: Tau2Pipeline = serde_json::from_value(serde_json::json!({
+            "apiVersion": "tau2.dev/v1alpha1",
+            "kind": "Tau2Pipeline",
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": {
+                "model": {"uri": "builtin://tiny"},
+                "userSimulator": {"mode": "Scripted"},
+                "storage": {"existingClaim": "checkpoints"}
+            }
+        }))
+        .expect("a pipeline");
+        p.status = Some(serde_json::from_value(status).expect("a status"));
+        Arc::new(p)
+    }
+
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    }
+
+    #[test]
+    fn statuses_give_states_durations_and_retries() -> TestResult {
+        let m = Metrics::new()?;
+        let running = pipeline(
+            "a",
+            serde_json::json!({"phase": "Running", "phases": {
+                "sft": {"state": "Succeeded", "attempts": 1,
+                        "startTime": "2026-01-01T00:00:00Z", "completionTime": "2026-01-01T00:01:30Z"},
+                "rft": {"state": "Running", "attempts": 3, "startTime": "2026-01-01T00:01:30Z"},
+                "grpo": {"state": "Pending"}
+            }}),
+        );
+        let failed = pipeline("b", serde_json::json!({"phase": "Failed"}));
+        let now: Timestamp = "2026-01-01T00:02:00Z".parse()?;
+        m.observe_statuses(&[running, failed], now);
+        let text = m.encode()?;
+        let a = |metric: &str, phase: &str| {
+            value(
+                &text,
+                &format!("{metric}{{namespace=\"ns\",phase=\"{phase}\",pipeline=\"a\"}}"),
+            )
+        };
+        assert_eq!(a("tau2_pipeline_phase_duration_seconds", "sft"), Some(90.0));
+        // A running phase: until now.
+        assert_eq!(a("tau2_pipeline_phase_duration_seconds", "rft"), Some(30.0));
+        assert_eq!(a("tau2_pipeline_phase_retries", "sft"), Some(0.0));
+        assert_eq!(a("tau2_pipeline_phase_retries", "rft"), Some(2.0));
+        // Not started: no series.
+        assert_eq!(a("tau2_pipeline_phase_duration_seconds", "grpo"), None);
+        let state = |pipeline: &str, state: &str| {
+            value(
+                &text,
+                &format!(
+                    "tau2_pipeline_state{{namespace=\"ns\",pipeline=\"{pipeline}\",state=\"{state}\"}}"
+                ),
+            )
+        };
+        assert_eq!(state("a", "Running"), Some(1.0));
+        assert_eq!(state("a", "Failed"), Some(0.0));
+        assert_eq!(state("b", "Failed"), Some(1.0));
+        assert_eq!(state("b", "Running"), Some(0.0));
+        Ok(())
+    }
+
+    #[test]
+    fn status_series_go_with_the_pipeline() -> TestResult {
+        let m = Metrics::new()?;
+        let started = serde_json::json!({"phase": "Running", "phases": {
+            "sft": {"state": "Running", "attempts": 1, "startTime": "2026-01-01T00:00:00Z"}}});
+        let a = pipeline("a", started.clone());
+        let b = pipeline("b", started.clone());
+        let now: Timestamp = "2026-01-01T00:02:00Z".parse()?;
+        m.observe_statuses(&[a.clone(), b], now);
+        // b left the cache.
+        m.observe_statuses(std::slice::from_ref(&a), now);
+        let text = m.encode()?;
+        assert!(!text.contains("pipeline=\"b\""), "{text}");
+        assert!(text.contains("tau2_pipeline_state{namespace=\"ns\",pipeline=\"a\""));
+        // a is being deleted: gone too.
+        let mut deleting = (*a).clone();
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
+        m.observe_statuses(&[Arc::new(deleting)], now);
+        assert!(!m.encode()?.contains("pipeline=\"a\""));
+        // Forgetting a deleted pipeline removes its status series as well.
+        m.observe_statuses(&[pipeline("c", started)], now);
+        m.forget_pipeline(&key("c"));
+        assert!(!m.encode()?.contains("pipeline=\"c\""));
         Ok(())
     }
 }

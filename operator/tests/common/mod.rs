@@ -205,6 +205,53 @@ pub async fn jobs(client: &Client, ns: &str) -> Vec<Job> {
         .items
 }
 
+/// Logs in the test's output (RUST_LOG, default info).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube=warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// Stops a child `tau2-operator run`: SIGTERM, then up to 30 s for a clean
+/// exit (its log is at `log`), then SIGKILL.
+pub fn terminate(child: &mut std::process::Child, log: &std::path::Path) -> anyhow::Result<()> {
+    if child.try_wait()?.is_some() {
+        return Ok(());
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Some(code) = child.try_wait()? {
+            if !code.success() {
+                anyhow::bail!("the operator exited with {code}; see {}", log.display());
+            }
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    anyhow::bail!("the operator did not stop within 30 s of SIGTERM")
+}
+
+/// A child process killed when dropped (a failed test leaves none behind).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// The whole operator (`tau2-operator run`) running in this process.
 pub struct App {
     pub grpc: std::net::SocketAddr,
@@ -218,14 +265,7 @@ impl App {
     /// leader on a Lease in `ns`, gRPC and HTTP on 127.0.0.1 ports of its own,
     /// labelling `leader_pod` (in `ns`) while it leads.
     pub async fn start(client: &Client, ns: &str, identity: &str, leader_pod: Option<&str>) -> App {
-        // The operator's log in the test's output (RUST_LOG, default info).
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "info,kube=warn".into()),
-            )
-            .with_test_writer()
-            .try_init();
+        init_tracing();
         let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         let (grpc, http) = tau2_operator::app::bind(any, any)
             .await
