@@ -8,7 +8,7 @@ log() { echo "setup.sh: $*" >&2; }
 
 # System tools the scripts use.
 missing=()
-for tool in openssl:openssl curl:curl python3:python3 setsid:util-linux tac:coreutils; do
+for tool in openssl:openssl curl:curl python3:python3 setsid:util-linux tac:coreutils shellcheck:shellcheck; do
   command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
 done
 # Debian's Prometheus, which the pipeline e2e test starts on a port of its own.
