@@ -281,9 +281,14 @@ async fn create_pipeline(client: &Client, ns: &str, node: &str, class: &str) -> 
                     "nodeSelector": {"kubernetes.io/hostname": node},
                     "resources": {"gpus": 0, "cpu": "1", "memory": "2Gi"}
                 },
+                // Fewer, shorter episodes than the example: every phase
+                // still runs for real, in a few minutes on 2 cores.
+                "tau2": {"maxEvalTasksPerDomain": 4},
                 "phases": {
                     "sft": {"epochs": 2},
-                    "grpo": {"steps": 2, "saveEverySteps": 1},
+                    "rft": {"samplesPerTask": 1, "rollout": {"maxNewTokens": 64, "maxSteps": 16}},
+                    "grpo": {"steps": 2, "saveEverySteps": 1, "rollout": {"maxNewTokens": 64, "maxSteps": 16}},
+                    "eval": {"rollout": {"maxNewTokens": 64, "maxSteps": 16}},
                 }
             }
         }),
