@@ -229,7 +229,7 @@ pub fn run_rollouts(
     config: &RolloutConfig,
     judge: Option<&dyn NlJudge>,
 ) -> Result<(Vec<EpisodeOutcome>, RolloutStats), RolloutError> {
-    let (outcomes, stats) = run_rollouts_with(
+    run_rollouts_with(
         runtime,
         jobs,
         chat,
@@ -239,8 +239,7 @@ pub fn run_rollouts(
         judge,
         Vec::new(),
         &mut |_, _| Ok(()),
-    )?;
-    Ok((outcomes, stats))
+    )
 }
 
 /// Receives each newly scored episode with its job index.
