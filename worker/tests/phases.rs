@@ -1,6 +1,7 @@
 //! The phases through the binary, as the operator runs them: the local
 //! pipeline end to end, a SIGKILLed SFT phase resumed on its next attempt
-//! with weights equal to an uninterrupted run's, the termination-message
+//! with weights equal to an uninterrupted run's, a SIGKILLed eval resumed
+//! with results equal to an uninterrupted run's, the termination-message
 //! summary, and learning on the gold demonstrations. They need the real
 //! Qwen3 tokenizer (TAU2_QWEN3_TOKENIZER_DIR; without it they print a notice
 //! and pass).
@@ -245,6 +246,99 @@ fn a_killed_sft_phase_resumes_and_ends_like_an_uninterrupted_run() {
     assert!(s.succeeded);
     assert_eq!(s.final_checkpoint.as_deref(), Some("sft/final"));
     assert_eq!(s.step, results["steps"].as_i64());
+}
+
+/// Complete lines of `path` (0 if it does not exist yet).
+fn lines(path: &Path) -> usize {
+    std::fs::read(path).map_or(0, |t| t.iter().filter(|&&b| b == b'\n').count())
+}
+
+/// The comparable part of a trajectories file: task, sample, ids, reward.
+fn trajectory_keys(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .expect("trajectories")
+        .lines()
+        .map(|l| {
+            let t: Value = serde_json::from_str(l).expect("JSON");
+            json!([t["task_id"], t["sample"], t["ids"], t["reward"]])
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_eval_resumes_and_ends_like_an_uninterrupted_run() {
+    let Some(tok) = tokenizer() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let params = json!({"samplesPerTask": 3, "k": 2,
+                        "rollout": {"temperature": 1.0, "maxNewTokens": 12, "maxSteps": 12}});
+    let eval = |cfg: &Path| {
+        let mut cmd = worker();
+        cmd.args(["eval", "--config"])
+            .arg(cfg)
+            .args(["--concurrency", "4"])
+            .env("TAU2_QWEN3_TOKENIZER_DIR", &tok);
+        cmd
+    };
+    // Uninterrupted.
+    let a = dir.path().join("a");
+    let cfg_a = write_job(&a, "eval", &job(&a, "eval", None, params.clone()));
+    run_ok(eval(&cfg_a));
+    let total = read_json(&a.join("eval/results.json"))["episodes"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert_eq!(total, 27, "9 mock tasks x 3 samples");
+    // Killed once a few episodes are logged, then attempt 2.
+    let b = dir.path().join("b");
+    let cfg_b = write_job(&b, "eval", &job(&b, "eval", None, params));
+    let log = b.join("eval/episodes.jsonl");
+    let mut child = eval(&cfg_b)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawned");
+    let t = Instant::now();
+    while lines(&log) < 1 + 5 && t.elapsed() < Duration::from_secs(300) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().expect("SIGKILL"); // Child::kill sends SIGKILL on Unix.
+    let _ = child.wait();
+    let logged = lines(&log).saturating_sub(1);
+    assert!(
+        (5..total).contains(&logged) && !b.join("eval/results.json").exists(),
+        "killed mid-run ({logged} episodes logged; lower the threshold if this machine is fast)"
+    );
+    // A torn last line, as a kill in the middle of a write leaves.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .expect("log");
+    std::io::Write::write_all(&mut f, b"{\"job\": 3, \"domain\": \"mo").expect("torn line");
+    drop(f);
+    let mut cmd = eval(&cfg_b);
+    cmd.env("TAU2_ATTEMPT", "2");
+    run_ok(cmd);
+    let (ra, rb) = (
+        read_json(&a.join("eval/results.json")),
+        read_json(&b.join("eval/results.json")),
+    );
+    let rerun = rb["rollout"]["episodes"].as_u64().unwrap_or(0) as usize;
+    assert_eq!(
+        rerun,
+        total - logged,
+        "only the unlogged episodes ran again"
+    );
+    assert_eq!(ra["results"], rb["results"], "same pass@k");
+    assert_eq!(ra["episodes"], rb["episodes"], "same episodes");
+    // The random model scores 0 everywhere: the ids are what shows that
+    // every episode sampled what it did in the uninterrupted run.
+    let (ta, tb) = (
+        trajectory_keys(&a.join("eval/trajectories.jsonl")),
+        trajectory_keys(&b.join("eval/trajectories.jsonl")),
+    );
+    assert_eq!(ta.len(), tb.len());
+    let differ: Vec<usize> = (0..ta.len()).filter(|i| ta[*i] != tb[*i]).collect();
+    assert!(differ.is_empty(), "trajectories {differ:?} differ");
+    assert_eq!(lines(&log), 1 + total, "every episode logged once");
 }
 
 #[test]

@@ -16,6 +16,8 @@ Commands (inputs are JSON; tensors come back as a .safetensors file at OUT):
   bench    {threads, batch, seq, gen_batch, prompt, new_tokens, steps}
            prints JSON: training tok/s (forward + backward + AdamW step) and
            generate() tok/s
+  losses, train_bench  the SFT and GRPO losses of tau2-train
+           (see loss_reference.py)
 
 Loading fails if transformers reports missing, unexpected or mismatched
 keys, so a checkpoint that loads here is complete.
@@ -140,7 +142,7 @@ def bench(path, inp):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("command", choices=["forward", "decode", "grad", "resave", "bench"])
+    ap.add_argument("command", choices=["forward", "decode", "grad", "resave", "bench", "losses", "train_bench"])
     ap.add_argument("--model", required=True)
     ap.add_argument("--input")
     ap.add_argument("--out")
@@ -152,10 +154,18 @@ def main():
     torch.manual_seed(0)
     if args.command == "bench":
         return bench(args.model, inp)
+    if args.command == "train_bench":
+        import loss_reference
+
+        return loss_reference.bench(args.model, inp)
     torch.set_num_threads(1)
     model = load(args.model)
     if args.command == "resave":
         return resave(model, inp, args.out)
+    if args.command == "losses":
+        import loss_reference
+
+        return save_file(loss_reference.losses(model, inp), args.out)
     result = {"forward": forward, "decode": decode, "grad": grad}[args.command](model, inp)
     save_file(result, args.out)
 

@@ -1,6 +1,8 @@
 //! `tau2-worker eval`: N samples of every evaluation task with the model,
 //! pass@k and pass^k per domain and overall; writes `results.json` and
 //! `trajectories.jsonl` into the output directory and prints a table.
+//! Scored episodes are logged to `episodes.jsonl` as they finish, so a
+//! killed evaluation resumes where it stopped (`tau2_train::eval`).
 
 use anyhow::Context;
 use tau2_api::bench::Split;
@@ -88,6 +90,8 @@ fn run_inner(args: &EvalArgs, job: Option<&PhaseJob>) -> anyhow::Result<PhaseSum
     spec.validate()?;
     let mut generator = ModelGenerator::new(&loaded.model, &loaded.chat, &policy)?;
     let rt = runtime()?;
+    // The model's identity for the episode log: where its weights come from.
+    let model_id = format!("{:?}", loaded.model.source_dir());
     let (report, trajectories) = run_eval(
         &rt,
         &loaded_domains,
@@ -96,6 +100,7 @@ fn run_inner(args: &EvalArgs, job: Option<&PhaseJob>) -> anyhow::Result<PhaseSum
         &mut generator,
         &user,
         None,
+        Some((&out, &model_id)),
     )?;
     write_outputs(&out, &report, &trajectories)?;
     if let Some(j) = job {

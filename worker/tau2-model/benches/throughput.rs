@@ -12,11 +12,13 @@
 //! intra-op threads for both (default 1: on a shared 2-core machine 1 thread
 //! beats 2). Figures only; nothing is asserted.
 
+#[path = "../tests/support/reference.rs"]
+mod reference;
+
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tau2_model::checkpoint::{SaveOptions, save};
 use tau2_model::generate::{SamplingParams, generate};
 use tau2_model::init::{config, random_model};
@@ -81,30 +83,9 @@ fn ours(model: &Qwen3, w: &Workload) -> Result<(f64, f64)> {
 }
 
 fn theirs(dir: &Path, w: &Workload, threads: i32) -> Option<(f64, f64)> {
-    let python = std::env::var("TAU2_MODEL_REFERENCE_PYTHON").ok()?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/reference/model/model_reference.py");
-    let input = dir.join("bench.json");
     let spec = json!({"threads": threads, "batch": w.batch, "seq": w.seq, "gen_batch": w.gen_batch,
                       "prompt": w.prompt, "new_tokens": w.new_tokens, "steps": w.steps});
-    std::fs::write(&input, spec.to_string()).ok()?;
-    let out = Command::new(python)
-        .arg(script)
-        .args(["bench", "--model"])
-        .arg(dir)
-        .arg("--input")
-        .arg(&input)
-        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "reference bench failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    let v: Value = serde_json::from_slice(out.stdout.trim_ascii()).ok()?;
+    let v = reference::bench("bench", dir, &spec)?;
     Some((
         v["train_tokens_per_s"].as_f64()?,
         v["generate_tokens_per_s"].as_f64()?,

@@ -15,6 +15,8 @@
 //!
 //! Sampling draws one uniform per row and step from a seeded [`Rng`] and
 //! inverts the CDF, so results depend only on the seed and the inputs.
+//! [`generate_seeded`] gives every row its own stream, so that a row's
+//! tokens do not depend on which other rows share its batch.
 
 use tch::{Device, Kind, Tensor};
 
@@ -101,6 +103,8 @@ pub struct Generation {
 pub struct Sampler {
     params: SamplingParams,
     rng: Rng,
+    /// One stream per row, when rows are seeded separately.
+    row_rngs: Vec<Rng>,
 }
 
 /// One sampling step's result, per row.
@@ -115,7 +119,19 @@ impl Sampler {
     pub fn new(params: SamplingParams) -> Result<Self> {
         params.validate()?;
         let rng = Rng::new(params.seed);
-        Ok(Self { params, rng })
+        Ok(Self {
+            params,
+            rng,
+            row_rngs: Vec::new(),
+        })
+    }
+
+    /// A sampler whose row `r` draws from its own stream seeded `row_seeds[r]`
+    /// (`params.seed` is unused).
+    pub fn with_row_seeds(params: SamplingParams, row_seeds: &[u64]) -> Result<Self> {
+        let mut s = Self::new(params)?;
+        s.row_rngs = row_seeds.iter().map(|&seed| Rng::new(seed)).collect();
+        Ok(s)
     }
 
     /// Samples one token per row of `logits` `[batch, vocab]`.
@@ -162,7 +178,16 @@ impl Sampler {
             }
             let logp = scaled.log_softmax(-1, Kind::Float);
             let cdf = logp.exp().to_kind(Kind::Double).cumsum(-1, Kind::Double);
-            let u: Vec<f64> = (0..batch).map(|_| self.rng.uniform()).collect();
+            let u: Vec<f64> = if self.row_rngs.is_empty() {
+                (0..batch).map(|_| self.rng.uniform()).collect()
+            } else if self.row_rngs.len() == batch as usize {
+                self.row_rngs.iter_mut().map(Rng::uniform).collect()
+            } else {
+                return Err(ModelError::Input(format!(
+                    "{} row seeds for a batch of {batch}",
+                    self.row_rngs.len()
+                )));
+            };
             let target = Tensor::from_slice(&u).to_device(cdf.device()).unsqueeze(1)
                 * cdf.narrow(1, vocab - 1, 1);
             let picked = target
@@ -208,7 +233,38 @@ pub fn generate(
     prompts: &[Vec<i64>],
     params: &SamplingParams,
 ) -> Result<Vec<Generation>> {
-    let mut sampler = Sampler::new(params.clone())?;
+    run(model, prompts, params, Sampler::new(params.clone())?)
+}
+
+/// [`generate`] with one seed per prompt: a row's sample is the same in
+/// any batch (up to float rounding of the batched forward).
+pub fn generate_seeded(
+    model: &Qwen3,
+    prompts: &[Vec<i64>],
+    params: &SamplingParams,
+    row_seeds: &[u64],
+) -> Result<Vec<Generation>> {
+    if row_seeds.len() != prompts.len() {
+        return Err(ModelError::Input(format!(
+            "{} row seeds for {} prompts",
+            row_seeds.len(),
+            prompts.len()
+        )));
+    }
+    run(
+        model,
+        prompts,
+        params,
+        Sampler::with_row_seeds(params.clone(), row_seeds)?,
+    )
+}
+
+fn run(
+    model: &Qwen3,
+    prompts: &[Vec<i64>],
+    params: &SamplingParams,
+    mut sampler: Sampler,
+) -> Result<Vec<Generation>> {
     if prompts.iter().any(Vec::is_empty) {
         return Err(ModelError::Input(
             "every prompt needs at least one token".into(),

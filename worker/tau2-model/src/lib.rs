@@ -16,7 +16,7 @@ pub mod rng;
 pub use checkpoint::{SaveOptions, load_weights, save};
 pub use config::Qwen3Config;
 pub use error::{ModelError, Result};
-pub use generate::{FinishReason, Generation, Sampler, SamplingParams, generate};
+pub use generate::{FinishReason, Generation, Sampler, SamplingParams, generate, generate_seeded};
 pub use kv_cache::KvCache;
 pub use qwen3::Qwen3;
 

@@ -2,7 +2,9 @@
 //! checkpoints, sampling.
 
 use tau2_model::checkpoint::{self, SaveOptions};
-use tau2_model::generate::{FinishReason, Sampler, SamplingParams, generate, left_pad};
+use tau2_model::generate::{
+    FinishReason, Sampler, SamplingParams, generate, generate_seeded, left_pad,
+};
 use tau2_model::init::{random_model, tiny_config};
 use tau2_model::tch::{Device, Kind, Tensor};
 use tau2_model::{KvCache, Qwen3};
@@ -287,6 +289,31 @@ fn sharded_save_and_load_with_side_files() {
     let err =
         Qwen3::load(small.path(), Device::Cpu, None).expect_err("untied config, tied weights");
     assert!(err.to_string().contains("lm_head.weight"), "{err}");
+}
+
+#[test]
+fn a_seeded_row_samples_the_same_in_any_batch() {
+    let m = model(true);
+    let prompts = vec![vec![1, 2, 3], vec![4, 5], vec![6, 7, 8, 9]];
+    let params = SamplingParams {
+        temperature: 1.0,
+        max_new_tokens: 12,
+        ..Default::default()
+    };
+    let all = generate_seeded(&m, &prompts, &params, &[11, 12, 13]).expect("batch");
+    for (row, seed) in [(0, 11), (1, 12), (2, 13)] {
+        let alone = generate_seeded(&m, &prompts[row..row + 1], &params, &[seed]).expect("alone");
+        assert_eq!(all[row].tokens, alone[0].tokens, "row {row}");
+    }
+    let reordered = generate_seeded(
+        &m,
+        &[prompts[2].clone(), prompts[0].clone()],
+        &params,
+        &[13, 11],
+    )
+    .expect("reordered");
+    assert_eq!(reordered[0].tokens, all[2].tokens);
+    assert!(generate_seeded(&m, &prompts, &params, &[1]).is_err());
 }
 
 #[test]

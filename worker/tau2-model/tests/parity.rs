@@ -8,30 +8,24 @@
 //! decoding; the SFT loss and every parameter's gradient. A checkpoint
 //! transformers saves (sharded, with an index) loads back bit-exactly here.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+#[path = "support/reference.rs"]
+mod support;
+
+use std::path::Path;
 
 use serde_json::{Value, json};
+use support::get;
 use tau2_model::checkpoint::{self, SaveOptions};
 use tau2_model::generate::left_pad;
 use tau2_model::init::{random_model, tiny_config};
 use tau2_model::tch::{Device, Kind, Tensor};
 use tau2_model::{KvCache, Qwen3};
 
-const NEEDS_REFERENCE: &str = "needs transformers: run tests/run.sh, or set \
-     TAU2_MODEL_REFERENCE_PYTHON=$(tests/reference/model/setup.sh)";
-
 /// f32 logits differ from transformers by float rounding only.
 const TOL: f64 = 1e-5;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// Runs a reference command; returns the tensors it wrote.
 fn reference(command: &str, model: &Path, input: &Value, work: &Path) -> Vec<(String, Tensor)> {
-    let python = std::env::var("TAU2_MODEL_REFERENCE_PYTHON")
-        .unwrap_or_else(|_| panic!("{NEEDS_REFERENCE}"));
     let input_path = work.join(format!("{command}-input.json"));
     // resave writes a checkpoint directory, the others one safetensors file.
     let out = if command == "resave" {
@@ -40,33 +34,12 @@ fn reference(command: &str, model: &Path, input: &Value, work: &Path) -> Vec<(St
         work.join(format!("{command}-out.safetensors"))
     };
     std::fs::write(&input_path, input.to_string()).expect("input written");
-    let status = Command::new(python)
-        .arg(repo().join("tests/reference/model/model_reference.py"))
-        .args([command, "--model"])
-        .arg(model)
-        .arg("--input")
-        .arg(&input_path)
-        .arg("--out")
-        .arg(&out)
-        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        .env("HF_HUB_OFFLINE", "1")
-        .status()
-        .expect("the reference python runs");
-    assert!(status.success(), "reference {command} failed");
+    support::run(command, model, &input_path, &out);
     if command == "resave" {
         Vec::new()
     } else {
         Tensor::read_safetensors(&out).expect("reference output")
     }
-}
-
-fn get(tensors: &[(String, Tensor)], name: &str) -> Tensor {
-    tensors
-        .iter()
-        .find(|(n, _)| n == name)
-        .unwrap_or_else(|| panic!("no {name}"))
-        .1
-        .shallow_clone()
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f64 {

@@ -6,11 +6,20 @@
 //! recipe's harness counts an aborted attempt, and are counted in
 //! `errors` so that a broken run is visible; context overflows score 0 as
 //! described in `crate::policy`.
+//!
+//! Durability: with an output directory, every scored episode is appended
+//! to `episodes.jsonl` (fsynced) as soon as it is scored. A restarted
+//! evaluation with the same settings (the file's first line is their
+//! fingerprint) keeps those episodes and runs only the others; episodes are
+//! seeded by their job alone (`crate::rollout`), so the final results are
+//! those of an uninterrupted run. A torn last line (a kill mid-write) is
+//! dropped and its episode run again.
 
-use std::io::Write;
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use tau2_api::bench::{Domain, Split};
 use tau2_bench::data::DataDir;
 use tau2_bench::domains::LoadedDomain;
@@ -22,13 +31,15 @@ use crate::passk::{EvalResults, PassKError, TaskSamples};
 use crate::policy::{AgentStats, Generator};
 use crate::rollout::{
     EpisodeOutcome, RolloutConfig, RolloutError, RolloutJob, RolloutStats, UserSimulator,
-    run_rollouts,
+    run_rollouts_with,
 };
 use crate::trajectory::Trajectory;
 
 /// File names in the output directory.
 pub const RESULTS_FILE: &str = "results.json";
 pub const TRAJECTORIES_FILE: &str = "trajectories.jsonl";
+/// The append-only record of scored episodes (see the module docs).
+pub const PROGRESS_FILE: &str = "episodes.jsonl";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
@@ -151,6 +162,9 @@ pub struct EvalReport {
 }
 
 /// Samples every task `samples_per_task` times and computes the pass rates.
+/// With `progress` (the output directory and an identity of the model),
+/// episodes are recorded as they finish and a previous run's are reused
+/// (see the module docs).
 #[allow(clippy::too_many_arguments)]
 pub fn run_eval(
     runtime: &tokio::runtime::Runtime,
@@ -160,6 +174,7 @@ pub fn run_eval(
     generator: &mut dyn Generator,
     user: &UserSimulator,
     judge: Option<&dyn NlJudge>,
+    progress: Option<(&Path, &str)>,
 ) -> Result<(EvalReport, Vec<Trajectory>), EvalError> {
     spec.validate()?;
     let mut jobs = Vec::new();
@@ -167,11 +182,181 @@ pub fn run_eval(
         let tasks = split_tasks(loaded, spec.split, spec.max_tasks_per_domain)?;
         jobs.extend(RolloutJob::per_task(loaded, &tasks, spec.samples_per_task));
     }
-    let (outcomes, stats) =
-        run_rollouts(runtime, &jobs, chat, generator, user, &spec.rollout, judge)?;
+    let (mut log, done) = match progress {
+        Some((dir, model)) => {
+            let (log, done) = EpisodeLog::open(dir, &fingerprint(spec, model, &jobs), &jobs)?;
+            (Some(log), done)
+        }
+        None => (None, Vec::new()),
+    };
+    let reused = done.iter().flatten().count();
+    if reused > 0 {
+        tracing::info!(
+            reused,
+            remaining = jobs.len() - reused,
+            "resuming the evaluation from recorded episodes"
+        );
+    }
+    let mut record = |job: usize, outcome: &EpisodeOutcome| match &mut log {
+        Some(log) => log.append(job, outcome).map_err(|e| e.to_string()),
+        None => Ok(()),
+    };
+    let (outcomes, stats) = run_rollouts_with(
+        runtime,
+        &jobs,
+        chat,
+        generator,
+        user,
+        &spec.rollout,
+        judge,
+        done,
+        &mut record,
+    )?;
     let report = report(spec, &outcomes, stats)?;
     let trajectories = outcomes.into_iter().map(|o| o.trajectory).collect();
     Ok((report, trajectories))
+}
+
+/// What decides the episodes: the settings, the model and the job list
+/// (not the concurrency, which does not change a seeded episode).
+fn fingerprint(spec: &EvalSpec, model: &str, jobs: &[RolloutJob<'_>]) -> String {
+    let mut h = Sha256::new();
+    let r = &spec.rollout;
+    h.update(format!(
+        "{model}\n{}\n{}\n{:?}\n{:?}\n{}\n",
+        spec.samples_per_task, spec.k, r.policy, r.limits, r.seed
+    ));
+    for j in jobs {
+        h.update(format!(
+            "{}/{}#{}\n",
+            j.domain.domain.as_str(),
+            j.task.id,
+            j.sample
+        ));
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The first line of the progress file.
+#[derive(Serialize, Deserialize)]
+struct LogHeader {
+    fingerprint: String,
+}
+
+/// One scored episode in the progress file.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LogLine {
+    job: usize,
+    domain: Domain,
+    task_id: String,
+    sample: u32,
+    reward: f64,
+    outcome: EpisodeOutcome,
+}
+
+/// The append-only, fsynced record of scored episodes.
+struct EpisodeLog {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl EpisodeLog {
+    /// Opens `dir/episodes.jsonl`, keeping the episodes of a previous run
+    /// with the same `fingerprint` (by job index) and dropping a torn or
+    /// unreadable tail; starts it anew otherwise.
+    fn open(
+        dir: &Path,
+        fingerprint: &str,
+        jobs: &[RolloutJob<'_>],
+    ) -> Result<(Self, Vec<Option<EpisodeOutcome>>), EvalError> {
+        let path = dir.join(PROGRESS_FILE);
+        let err = |source| EvalError::Write {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(err)?;
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(err(e)),
+        };
+        let mut done: Vec<Option<EpisodeOutcome>> = vec![None; jobs.len()];
+        // Bytes of complete, readable lines from the start.
+        let mut keep = 0usize;
+        let mut lines = text.split_inclusive(|&b| b == b'\n');
+        let header_ok = lines.next().is_some_and(|l| {
+            l.ends_with(b"\n")
+                && serde_json::from_slice::<LogHeader>(l)
+                    .is_ok_and(|h| h.fingerprint == fingerprint)
+        });
+        if header_ok {
+            keep = text.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+            for line in lines {
+                let parsed = line
+                    .ends_with(b"\n")
+                    .then(|| serde_json::from_slice::<LogLine>(line).ok())
+                    .flatten();
+                let Some(l) = parsed else {
+                    tracing::warn!(path = %path.display(), "dropping a torn or unreadable tail of the episode log");
+                    break;
+                };
+                let same_job = jobs.get(l.job).is_some_and(|j| {
+                    j.domain.domain == l.domain && j.task.id == l.task_id && j.sample == l.sample
+                });
+                if same_job {
+                    done[l.job] = Some(l.outcome);
+                }
+                keep += line.len();
+            }
+        } else if !text.is_empty() {
+            tracing::warn!(path = %path.display(), "the episode log is from other settings; starting anew");
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(err)?;
+        file.set_len(keep as u64).map_err(err)?;
+        file.seek(std::io::SeekFrom::End(0)).map_err(err)?;
+        if keep == 0 {
+            let header = LogHeader {
+                fingerprint: fingerprint.to_string(),
+            };
+            let bytes = serde_json::to_vec(&header).map_err(|e| err(e.into()))?;
+            write_line(&mut file, &bytes).map_err(err)?;
+        }
+        Ok((Self { path, file }, done))
+    }
+
+    fn append(&mut self, job: usize, outcome: &EpisodeOutcome) -> Result<(), EvalError> {
+        let t = &outcome.trajectory;
+        let line = LogLine {
+            job,
+            domain: t.domain,
+            task_id: t.task_id.clone(),
+            sample: t.sample,
+            reward: t.reward,
+            outcome: outcome.clone(),
+        };
+        let path = &self.path;
+        let err = |source| EvalError::Write {
+            path: path.clone(),
+            source,
+        };
+        let bytes = serde_json::to_vec(&line).map_err(|e| err(e.into()))?;
+        write_line(&mut self.file, &bytes).map_err(err)
+    }
+}
+
+/// One line, then fsync: a recorded episode survives a kill.
+fn write_line(file: &mut std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(bytes.len() + 1);
+    buf.extend_from_slice(bytes);
+    buf.push(b'\n');
+    file.write_all(&buf)?;
+    file.sync_data()
 }
 
 /// The report of scored episodes (task-major, samples in order).

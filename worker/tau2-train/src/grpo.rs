@@ -249,6 +249,138 @@ pub fn policy_logprobs(
     Ok((logp, entropy))
 }
 
+/// Sums over one step's trainable samples, for the metrics.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StepSums {
+    /// The step's loss (what was backpropagated).
+    pub loss: f64,
+    pub pg: f64,
+    pub kl: f64,
+    pub entropy: f64,
+    /// Σ mean |π_old − sampler| log-prob per sample.
+    pub logprob_gap: f64,
+    /// Samples that entered the loss (valid, with policy tokens).
+    pub trainable: usize,
+    /// Tokens forwarded (padding excluded) and policy tokens among them.
+    pub tokens: usize,
+    pub policy_tokens: usize,
+}
+
+/// One step's forward and backward over its rollouts, gradients left in the
+/// optimizer's accumulators (the caller steps it). `old` gives π_old per
+/// trajectory, aligned with its ids like [`Trajectory::logprobs`]; `None`
+/// takes the current weights (one update per rollout, ratio 1). The loss is
+/// Σ over valid samples of [`sample_loss`] / (all samples, invalid included).
+#[allow(clippy::too_many_arguments)]
+pub fn accumulate_gradients(
+    model: &Qwen3,
+    reference: Option<&Qwen3>,
+    trajectories: &[Trajectory],
+    adv: &[f64],
+    old: Option<&[Vec<f32>]>,
+    loss: &LossConfig,
+    max_tokens_per_micro_batch: usize,
+    optimizer: &mut AdamW,
+) -> Result<StepSums> {
+    if let Some(old) = old {
+        let aligned = old.len() == trajectories.len()
+            && old
+                .iter()
+                .zip(trajectories)
+                .all(|(o, t)| o.len() == t.ids.len());
+        if !aligned {
+            return Err(TrainError::Config(
+                "old log-probs must align with the trajectories' ids".into(),
+            ));
+        }
+    }
+    let device = model.device();
+    let batch = trajectories.len().max(1) as f64;
+    let seqs: Vec<Sequence> = trajectories
+        .iter()
+        .map(|t| Sequence {
+            ids: t.ids.clone(),
+            mask: t.policy_mask.clone(),
+        })
+        .collect();
+    let trainable: Vec<usize> = (0..seqs.len())
+        .filter(|i| trajectories[*i].valid && seqs[*i].targets() > 0)
+        .collect();
+    let lengths: Vec<usize> = seqs.iter().map(Sequence::len).collect();
+    let mut sums = StepSums {
+        trainable: trainable.len(),
+        ..StepSums::default()
+    };
+    for mb in micro_batches(&lengths, &trainable, max_tokens_per_micro_batch) {
+        let rows: Vec<&Sequence> = mb.iter().map(|i| &seqs[*i]).collect();
+        let p = pad(&rows, 0, device);
+        let (logp, entropy) = policy_logprobs(model, &p, loss.temperature, true)?;
+        let entropy = entropy.unwrap_or_else(|| logp.zeros_like());
+        let ref_logp = match (reference, loss.kl_coef > 0.0) {
+            (Some(r), true) => {
+                let _guard = tch::no_grad_guard();
+                Some(policy_logprobs(r, &p, loss.temperature, false)?.0)
+            }
+            _ => None,
+        };
+        let old_logp = match old {
+            Some(old) => {
+                let rows: Vec<f32> = mb
+                    .iter()
+                    .flat_map(|i| policy_values(&old[*i], &trajectories[*i].policy_mask))
+                    .collect();
+                Tensor::from_slice(&rows).to_device(device)
+            }
+            None => logp.detach(),
+        };
+        let sizes = &p.targets_per_row;
+        let lp = logp.split_with_sizes(sizes, 0);
+        let ol = old_logp.split_with_sizes(sizes, 0);
+        let en = entropy.split_with_sizes(sizes, 0);
+        let rl = ref_logp.as_ref().map(|r| r.split_with_sizes(sizes, 0));
+        let mut mb_loss = Tensor::zeros([], (Kind::Float, device));
+        for (row, &i) in mb.iter().enumerate() {
+            let terms = sequence_terms(
+                &lp[row],
+                &ol[row],
+                rl.as_ref().map(|r| &r[row]),
+                &en[row],
+                adv[i],
+                loss,
+            );
+            mb_loss += sample_loss(&terms, loss) / batch;
+            sums.pg += terms.pg.double_value(&[]);
+            sums.kl += terms.kl.double_value(&[]);
+            sums.entropy += terms.entropy.double_value(&[]);
+            // Sampler vs trainer log-probs on the policy tokens.
+            let t = &trajectories[i];
+            let sampled: Vec<f32> = policy_values(&t.logprobs, &t.policy_mask).collect();
+            let sampled = Tensor::from_slice(&sampled).to_device(device);
+            sums.logprob_gap += (&ol[row] - sampled)
+                .abs()
+                .mean(Kind::Float)
+                .double_value(&[]);
+        }
+        mb_loss.backward();
+        optimizer.accumulate();
+        sums.loss += mb_loss.double_value(&[]);
+        sums.tokens += p.tokens;
+        sums.policy_tokens += sizes.iter().sum::<i64>() as usize;
+    }
+    Ok(sums)
+}
+
+/// The per-token `values` at the policy's target positions (token 0 is
+/// never a target), in order.
+fn policy_values<'a>(values: &'a [f32], mask: &'a [bool]) -> impl Iterator<Item = f32> + 'a {
+    values
+        .iter()
+        .zip(mask)
+        .skip(1)
+        .filter(|(_, m)| **m)
+        .map(|(v, _)| *v)
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct GrpoConfig {
     pub steps: u64,
@@ -366,7 +498,6 @@ pub fn train(
     let (mut state, resumed_from) = run::begin(model, &mut optimizer, checkpoints, fresh)?;
     let mut curriculum: CurriculumState =
         serde_json::from_value(state.extra.clone()).unwrap_or_default();
-    let device = model.device();
     while state.step < cfg.steps {
         if cfg.stop_after_steps == Some(state.step) {
             return Ok(GrpoOutcome {
@@ -403,87 +534,28 @@ pub fn train(
             &cfg.curriculum,
             &mut curriculum,
         );
-        let batch = trajectories.len().max(1) as f64;
-        let seqs: Vec<Sequence> = trajectories
-            .iter()
-            .map(|t| Sequence {
-                ids: t.ids.clone(),
-                mask: t.policy_mask.clone(),
-            })
-            .collect();
-        let trainable: Vec<usize> = (0..seqs.len())
-            .filter(|i| trajectories[*i].valid && seqs[*i].targets() > 0)
-            .collect();
-        let lengths: Vec<usize> = seqs.iter().map(Sequence::len).collect();
-        let (mut loss_sum, mut pg_sum, mut kl_sum, mut ent_sum, mut gap_sum) =
-            (0.0, 0.0, 0.0, 0.0, 0.0);
-        let (mut tokens, mut policy_tokens) = (0usize, 0usize);
         let t1 = Instant::now();
-        for mb in micro_batches(&lengths, &trainable, cfg.max_tokens_per_micro_batch) {
-            let rows: Vec<&Sequence> = mb.iter().map(|i| &seqs[*i]).collect();
-            let p = pad(&rows, 0, device);
-            let (logp, entropy) = policy_logprobs(model, &p, cfg.loss.temperature, true)?;
-            let entropy = entropy.unwrap_or_else(|| logp.zeros_like());
-            let ref_logp = match (reference, cfg.loss.kl_coef > 0.0) {
-                (Some(r), true) => {
-                    let _guard = tch::no_grad_guard();
-                    Some(policy_logprobs(r, &p, cfg.loss.temperature, false)?.0)
-                }
-                _ => None,
-            };
-            let old = logp.detach();
-            let sizes = &p.targets_per_row;
-            let lp = logp.split_with_sizes(sizes, 0);
-            let ol = old.split_with_sizes(sizes, 0);
-            let en = entropy.split_with_sizes(sizes, 0);
-            let rl = ref_logp.as_ref().map(|r| r.split_with_sizes(sizes, 0));
-            let mut mb_loss = Tensor::zeros([], (Kind::Float, device));
-            for (row, &i) in mb.iter().enumerate() {
-                let terms = sequence_terms(
-                    &lp[row],
-                    &ol[row],
-                    rl.as_ref().map(|r| &r[row]),
-                    &en[row],
-                    adv[i],
-                    &cfg.loss,
-                );
-                mb_loss += sample_loss(&terms, &cfg.loss) / batch;
-                pg_sum += terms.pg.double_value(&[]);
-                kl_sum += terms.kl.double_value(&[]);
-                ent_sum += terms.entropy.double_value(&[]);
-                // Sampler vs trainer log-probs on the policy tokens.
-                let t = &trajectories[i];
-                let sampled: Vec<f32> = t
-                    .logprobs
-                    .iter()
-                    .zip(&t.policy_mask)
-                    .skip(1)
-                    .filter(|(_, m)| **m)
-                    .map(|(l, _)| *l)
-                    .collect();
-                let sampled = Tensor::from_slice(&sampled).to_device(device);
-                gap_sum += (&ol[row] - sampled)
-                    .abs()
-                    .mean(Kind::Float)
-                    .double_value(&[]);
-            }
-            mb_loss.backward();
-            optimizer.accumulate();
-            loss_sum += mb_loss.double_value(&[]);
-            tokens += p.tokens;
-            policy_tokens += sizes.iter().sum::<i64>() as usize;
-        }
+        let sums = accumulate_gradients(
+            model,
+            reference,
+            &trajectories,
+            &adv,
+            None,
+            &cfg.loss,
+            cfg.max_tokens_per_micro_batch,
+            &mut optimizer,
+        )?;
         let lr = schedule.lr(state.step);
         let stats = optimizer.step(lr);
         state.step += 1;
         state.data_position += step_tasks.len() as u64;
         let n = trajectories.len().max(1) as f64;
-        let nt = trainable.len().max(1) as f64;
+        let nt = sums.trainable.max(1) as f64;
         let metrics = BTreeMap::from([
-            ("loss".to_string(), loss_sum),
-            ("pg_loss".to_string(), pg_sum / nt),
-            ("kl".to_string(), kl_sum / nt),
-            ("entropy".to_string(), ent_sum / nt),
+            ("loss".to_string(), sums.loss),
+            ("pg_loss".to_string(), sums.pg / nt),
+            ("kl".to_string(), sums.kl / nt),
+            ("entropy".to_string(), sums.entropy / nt),
             (
                 "reward".to_string(),
                 trajectories.iter().map(|t| t.reward).sum::<f64>() / n,
@@ -497,14 +569,17 @@ pub fn train(
                 "zero_advantage_fraction".to_string(),
                 adv.iter().filter(|a| a.abs() < 1e-12).count() as f64 / n,
             ),
-            ("logprob_gap".to_string(), gap_sum / nt),
-            ("policy_tokens".to_string(), policy_tokens as f64),
+            ("logprob_gap".to_string(), sums.logprob_gap / nt),
+            ("policy_tokens".to_string(), sums.policy_tokens as f64),
             ("grad_norm".to_string(), stats.grad_norm),
             ("lr".to_string(), lr),
         ]);
         let train_secs = t1.elapsed().as_secs_f64().max(1e-9);
         let timing = BTreeMap::from([
-            ("tokens_per_second".to_string(), tokens as f64 / train_secs),
+            (
+                "tokens_per_second".to_string(),
+                sums.tokens as f64 / train_secs,
+            ),
             ("rollout_seconds".to_string(), rollout_secs),
             (
                 "episodes_per_second".to_string(),
@@ -514,7 +589,7 @@ pub fn train(
         tracing::info!(
             step = state.step,
             total = cfg.steps,
-            loss = loss_sum,
+            loss = sums.loss,
             reward = metrics["reward"],
             "grpo step"
         );

@@ -129,6 +129,9 @@ pub struct GenerateRequest {
     /// batches are ordered the same way on every run.
     pub slot: usize,
     pub context: Vec<u32>,
+    /// The seed of this turn's sample, a function of the episode and the
+    /// turn only, so that a turn samples the same whatever else is batched.
+    pub seed: u64,
 }
 
 /// What the generator produced for one context.
@@ -143,7 +146,9 @@ pub struct Generated {
 /// Produces assistant turns for a batch of contexts. The model implements
 /// it; tests use scripted doubles.
 pub trait Generator {
-    /// One turn per request, in order; `seed` makes the batch reproducible.
+    /// One turn per request, in order. [`ModelGenerator`] samples each from
+    /// its request's seed; `seed` is the batch's, for generators that draw
+    /// for the whole batch.
     fn generate(
         &mut self,
         requests: &[GenerateRequest],
@@ -184,17 +189,14 @@ impl Generator for ModelGenerator<'_> {
     fn generate(
         &mut self,
         requests: &[GenerateRequest],
-        seed: u64,
+        _seed: u64,
     ) -> Result<Vec<Generated>, PolicyError> {
         let prompts: Vec<Vec<i64>> = requests
             .iter()
             .map(|r| r.context.iter().map(|&i| i64::from(i)).collect())
             .collect();
-        let params = SamplingParams {
-            seed,
-            ..self.params.clone()
-        };
-        let out = tau2_model::generate(self.model, &prompts, &params)?;
+        let seeds: Vec<u64> = requests.iter().map(|r| r.seed).collect();
+        let out = tau2_model::generate_seeded(self.model, &prompts, &self.params, &seeds)?;
         out.into_iter()
             .map(|g| {
                 let ids = g
@@ -218,6 +220,9 @@ impl Generator for ModelGenerator<'_> {
 /// An agent's line to the rollout driver.
 pub struct GenerationClient {
     slot: usize,
+    /// The episode's seed; turn `n` samples with `mix_seed(seed, n)`.
+    seed: u64,
+    turns: u64,
     tx: mpsc::UnboundedSender<PendingGeneration>,
 }
 
@@ -228,16 +233,23 @@ pub struct PendingGeneration {
 }
 
 impl GenerationClient {
-    pub fn new(slot: usize, tx: mpsc::UnboundedSender<PendingGeneration>) -> Self {
-        Self { slot, tx }
+    pub fn new(slot: usize, seed: u64, tx: mpsc::UnboundedSender<PendingGeneration>) -> Self {
+        Self {
+            slot,
+            seed,
+            turns: 0,
+            tx,
+        }
     }
 
-    async fn generate(&self, context: Vec<u32>) -> Result<Generated, PolicyError> {
+    async fn generate(&mut self, context: Vec<u32>) -> Result<Generated, PolicyError> {
         let (reply, rx) = oneshot::channel();
         let request = GenerateRequest {
             slot: self.slot,
             context,
+            seed: crate::rollout::mix_seed(self.seed, self.turns),
         };
+        self.turns += 1;
         self.tx
             .send(PendingGeneration { request, reply })
             .map_err(|_| PolicyError::Disconnected)?;

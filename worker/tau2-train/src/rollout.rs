@@ -11,6 +11,11 @@
 //! Finished episodes are replaced from the job queue before the next round,
 //! up to `concurrency` episodes at once.
 //!
+//! Seeds: each episode's policy turns and user simulator are seeded from
+//! (rollout seed, job index) alone, so an episode samples the same whatever
+//! else runs beside it (up to float rounding of the batched forward), and a
+//! resumed evaluation can skip finished jobs without changing the others.
+//!
 //! Not done yet: each turn re-prefills the whole context; reusing the KV
 //! cache across turns (the context only grows) would save the prefill.
 
@@ -47,6 +52,8 @@ pub enum RolloutError {
     Runtime(std::io::Error),
     #[error("invalid rollout settings: {0}")]
     Config(String),
+    #[error("recording an episode: {0}")]
+    Record(String),
 }
 
 /// Who plays the user.
@@ -103,7 +110,7 @@ pub struct RolloutConfig {
 }
 
 /// A sampled and scored episode.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct EpisodeOutcome {
     pub trajectory: Trajectory,
     pub stats: AgentStats,
@@ -200,7 +207,7 @@ async fn play(
 ) -> (usize, Played) {
     let mut env = job.domain.environment();
     let tools: Vec<Value> = env.tools().iter().map(|t| t.openai_schema()).collect();
-    let client = GenerationClient::new(slot, tx);
+    let client = GenerationClient::new(slot, mix_seed(config.seed, 2 << 40 | slot as u64), tx);
     let mut agent = PolicyAgent::new(chat, &job.domain.policy, tools, &config.policy, client);
     let mut user = make_user(user, &job, mix_seed(config.seed, 1 << 40 | slot as u64));
     let episode = run_episode(&mut env, job.task, &mut agent, &mut user, config.limits)
@@ -222,30 +229,105 @@ pub fn run_rollouts(
     config: &RolloutConfig,
     judge: Option<&dyn NlJudge>,
 ) -> Result<(Vec<EpisodeOutcome>, RolloutStats), RolloutError> {
+    run_rollouts_with(
+        runtime,
+        jobs,
+        chat,
+        generator,
+        user,
+        config,
+        judge,
+        Vec::new(),
+        &mut |_, _| Ok(()),
+    )
+}
+
+/// Receives each newly scored episode with its job index.
+pub type OnOutcome<'r> = dyn FnMut(usize, &EpisodeOutcome) -> Result<(), String> + 'r;
+
+/// [`run_rollouts`] that skips the jobs whose outcome is in `done` (by job
+/// index; shorter than `jobs` is fine) and hands every new outcome to
+/// `on_outcome` as soon as it is scored: at once without a `judge`, after
+/// all episodes with one (the judge may block on the runtime). The
+/// outcomes come back in job order, `done` ones included; the stats count
+/// the new episodes only.
+#[allow(clippy::too_many_arguments)]
+pub fn run_rollouts_with(
+    runtime: &tokio::runtime::Runtime,
+    jobs: &[RolloutJob<'_>],
+    chat: &ChatTokenizer,
+    generator: &mut dyn Generator,
+    user: &UserSimulator,
+    config: &RolloutConfig,
+    judge: Option<&dyn NlJudge>,
+    mut done: Vec<Option<EpisodeOutcome>>,
+    on_outcome: &mut OnOutcome<'_>,
+) -> Result<(Vec<EpisodeOutcome>, RolloutStats), RolloutError> {
     config.policy.validate()?;
     if config.concurrency == 0 {
         return Err(RolloutError::Config(
             "concurrency must be at least 1".into(),
         ));
     }
+    done.resize(jobs.len(), None);
+    let skip: Vec<bool> = done.iter().map(Option::is_some).collect();
+    let mut outcomes = done;
+    let mut unscored: Vec<(usize, Played)> = Vec::new();
     let started = Instant::now();
-    let (played, batches, rows) = runtime.block_on(drive(jobs, chat, generator, user, config))?;
-    let outcomes: Vec<EpisodeOutcome> = jobs
-        .iter()
-        .zip(played)
-        .map(|(job, played)| score(job, played, judge))
-        .collect();
+    let mut finish = |slot: usize, played: Played| -> Result<(), RolloutError> {
+        if judge.is_some() {
+            unscored.push((slot, played));
+            return Ok(());
+        }
+        let outcome = score(&jobs[slot], played, None);
+        on_outcome(slot, &outcome).map_err(RolloutError::Record)?;
+        outcomes[slot] = Some(outcome);
+        Ok(())
+    };
+    let (batches, rows) = runtime.block_on(drive(
+        jobs,
+        &skip,
+        chat,
+        generator,
+        user,
+        config,
+        &mut finish,
+    ))?;
+    for (slot, played) in unscored {
+        let outcome = score(&jobs[slot], played, judge);
+        on_outcome(slot, &outcome).map_err(RolloutError::Record)?;
+        outcomes[slot] = Some(outcome);
+    }
     let seconds = started.elapsed().as_secs_f64();
-    let generated_tokens = outcomes.iter().map(|o| o.stats.generated_tokens).sum();
+    let new: Vec<&EpisodeOutcome> = outcomes
+        .iter()
+        .zip(&skip)
+        .filter(|(_, s)| !**s)
+        .filter_map(|(o, _)| o.as_ref())
+        .collect();
+    let generated_tokens = new.iter().map(|o| o.stats.generated_tokens).sum();
     let stats = RolloutStats {
-        episodes: outcomes.len(),
+        episodes: new.len(),
         generated_tokens,
         batches,
         mean_batch: rows as f64 / batches.max(1) as f64,
         seconds,
-        episodes_per_second: outcomes.len() as f64 / seconds.max(1e-9),
+        episodes_per_second: new.len() as f64 / seconds.max(1e-9),
         generated_tokens_per_second: generated_tokens as f64 / seconds.max(1e-9),
     };
+    let outcomes = outcomes
+        .into_iter()
+        .zip(jobs)
+        .map(|(o, job)| {
+            o.unwrap_or_else(|| {
+                let never = Played {
+                    episode: Err("the episode never finished".into()),
+                    record: Default::default(),
+                };
+                score(job, never, None)
+            })
+        })
+        .collect();
     Ok((outcomes, stats))
 }
 
@@ -257,21 +339,27 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, RolloutError> {
         .map_err(RolloutError::Runtime)
 }
 
-/// Plays all jobs; returns them in job order with the batch counters.
+/// Plays the jobs not in `skip`, handing each to `finish` as it ends;
+/// returns the batch counters.
 async fn drive(
     jobs: &[RolloutJob<'_>],
+    skip: &[bool],
     chat: &ChatTokenizer,
     generator: &mut dyn Generator,
     user: &UserSimulator,
     config: &RolloutConfig,
-) -> Result<(Vec<Played>, usize, usize), RolloutError> {
+    finish: &mut dyn FnMut(usize, Played) -> Result<(), RolloutError>,
+) -> Result<(usize, usize), RolloutError> {
     let (tx, mut rx) = mpsc::unbounded_channel::<PendingGeneration>();
     let mut running = FuturesUnordered::new();
-    let mut played: Vec<Option<Played>> = jobs.iter().map(|_| None).collect();
     let mut pending: Vec<PendingGeneration> = Vec::new();
     let (mut next, mut live, mut batches, mut rows) = (0usize, 0usize, 0usize, 0usize);
     loop {
         while live < config.concurrency && next < jobs.len() {
+            if skip.get(next).copied().unwrap_or(false) {
+                next += 1;
+                continue;
+            }
             running.push(play(next, jobs[next], chat, user, config, tx.clone()));
             live += 1;
             next += 1;
@@ -281,9 +369,7 @@ async fn drive(
         }
         tokio::select! {
             Some((slot, p)) = running.next() => {
-                if let Some(cell) = played.get_mut(slot) {
-                    *cell = Some(p);
-                }
+                finish(slot, p)?;
                 live -= 1;
             }
             Some(request) = rx.recv() => pending.push(request),
@@ -309,16 +395,7 @@ async fn drive(
             }
         }
     }
-    let played = played
-        .into_iter()
-        .map(|p| {
-            p.unwrap_or_else(|| Played {
-                episode: Err("the episode never finished".into()),
-                record: Default::default(),
-            })
-        })
-        .collect();
-    Ok((played, batches, rows))
+    Ok((batches, rows))
 }
 
 /// Scores a played episode into its trajectory.

@@ -269,6 +269,34 @@ fn permutation(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
     p
 }
 
+/// One step's forward and backward over `batch` (indices into `data`),
+/// gradients left in the optimizer's accumulators: the token-mean NLL over
+/// all the batch's target tokens, accumulated micro-batch by micro-batch.
+/// Returns the loss and the tokens forwarded (padding excluded).
+pub fn accumulate_gradients(
+    model: &Qwen3,
+    data: &[Sequence],
+    lengths: &[usize],
+    batch: &[usize],
+    max_tokens_per_micro_batch: usize,
+    optimizer: &mut AdamW,
+) -> Result<(f64, usize)> {
+    let loss_tokens: usize = batch.iter().map(|i| data[*i].targets()).sum();
+    let (mut loss_sum, mut tokens) = (0.0, 0);
+    for mb in micro_batches(lengths, batch, max_tokens_per_micro_batch) {
+        let seqs: Vec<&Sequence> = mb.iter().map(|i| &data[*i]).collect();
+        let p = pad(&seqs, 0, model.device());
+        let attention = p.padded.then_some(&p.attention);
+        let logp = model.target_logprobs(&p.ids, attention, &p.targets, 1.0)?;
+        let loss = -logp.sum(Kind::Float) / loss_tokens.max(1) as f64;
+        loss.backward();
+        optimizer.accumulate();
+        loss_sum += loss.double_value(&[]);
+        tokens += p.tokens;
+    }
+    Ok((loss_sum, tokens))
+}
+
 /// Trains `model` on `data`, resuming from the latest checkpoint in
 /// `checkpoints`, and writes `final/`.
 pub fn train(
@@ -294,7 +322,6 @@ pub fn train(
     };
     let (mut state, resumed_from) = run::begin(model, &mut optimizer, checkpoints, fresh)?;
     let lengths: Vec<usize> = data.iter().map(Sequence::len).collect();
-    let device = model.device();
     let mut order: Option<(u64, Vec<usize>)> = None;
     let (mut tokens_done, started) = (0usize, Instant::now());
     while state.step < total {
@@ -317,19 +344,14 @@ pub fn train(
         let perm = order.as_ref().map(|(_, p)| p.as_slice()).unwrap_or(&[]);
         let batch = &perm[within * cfg.batch_size..((within + 1) * cfg.batch_size).min(n)];
         let loss_tokens: usize = batch.iter().map(|i| data[*i].targets()).sum();
-        let mut loss_sum = 0.0;
-        let mut tokens = 0;
-        for mb in micro_batches(&lengths, batch, cfg.max_tokens_per_micro_batch) {
-            let seqs: Vec<&Sequence> = mb.iter().map(|i| &data[*i]).collect();
-            let p = pad(&seqs, 0, device);
-            let attention = p.padded.then_some(&p.attention);
-            let logp = model.target_logprobs(&p.ids, attention, &p.targets, 1.0)?;
-            let loss = -logp.sum(Kind::Float) / loss_tokens as f64;
-            loss.backward();
-            optimizer.accumulate();
-            loss_sum += loss.double_value(&[]);
-            tokens += p.tokens;
-        }
+        let (loss_sum, tokens) = accumulate_gradients(
+            model,
+            data,
+            &lengths,
+            batch,
+            cfg.max_tokens_per_micro_batch,
+            &mut optimizer,
+        )?;
         let lr = schedule.lr(state.step);
         let stats = optimizer.step(lr);
         state.step += 1;

@@ -412,6 +412,7 @@ fn eval_writes_results_and_trajectories() {
         &mut generator,
         &UserSimulator::Scripted,
         None,
+        None,
     )
     .expect("eval runs");
     assert_eq!(report.results.overall.tasks, 2);

@@ -1,6 +1,8 @@
 //! SFT and GRPO on a tiny random Qwen3 on the CPU: exact resume, skipped
 //! corrupt checkpoints, learning, and the direction of the GRPO gradient.
 
+mod support;
+
 use std::path::Path;
 
 use tau2_api::bench::Domain;
@@ -162,19 +164,7 @@ fn sft_loss_drops_on_a_toy_task() {
 
 fn traj(task: &str, sample: u32, ids: Vec<u32>, policy_from: usize, reward: f64) -> Trajectory {
     let mask: Vec<bool> = (0..ids.len()).map(|j| j >= policy_from).collect();
-    Trajectory {
-        domain: Domain::Mock,
-        task_id: task.into(),
-        sample,
-        logprobs: vec![0.0; ids.len()],
-        ids,
-        policy_mask: mask,
-        reward,
-        reward_info: None,
-        termination: "user_stop".into(),
-        valid: true,
-        messages: serde_json::Value::Null,
-    }
+    support::trajectory(task, sample, ids, mask, reward)
 }
 
 fn grpo_cfg(steps: u64, tasks: usize, samples: usize, lr: f64) -> GrpoConfig {
