@@ -4,14 +4,18 @@
 //! Scored episodes are logged to `episodes.jsonl` as they finish, so a
 //! killed evaluation resumes where it stopped (`tau2_train::eval`).
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use tau2_api::bench::Split;
 use tau2_api::job::{PhaseJob, PhaseSummary};
 use tau2_api::phases::{EvalParams, PhaseName};
 use tau2_train::eval::{EvalSpec, check_counts, load_domains, run_eval, write_outputs};
 use tau2_train::policy::{ModelGenerator, PolicyConfig};
+use tau2_train::progress::{NoProgress, Observer};
 use tau2_train::rollout::{RolloutConfig, runtime};
 
+use super::phase::Bars;
 use super::rollout_args::{self as common, RolloutArgs};
 
 #[derive(clap::Args)]
@@ -92,7 +96,22 @@ fn run_inner(args: &EvalArgs, job: Option<&PhaseJob>) -> anyhow::Result<PhaseSum
     let rt = runtime()?;
     // The model's identity for the episode log: where its weights come from.
     let model_id = format!("{:?}", loaded.model.source_dir());
-    let (report, trajectories) = run_eval(
+    // Episodes are the eval's steps: reported to the operator as they finish.
+    let mut reporter = match job {
+        Some(j) => {
+            let mut job = j.clone();
+            job.output_dir = out.clone();
+            Some(super::phase::reporter(&job)?)
+        }
+        None => None,
+    };
+    let mut quiet = NoProgress;
+    let observer: &mut dyn Observer = match &mut reporter {
+        Some(r) => r,
+        None => &mut quiet,
+    };
+    let mut bars = Bars::new(observer, "eval", std::io::stderr().is_terminal());
+    let evaluated = run_eval(
         &rt,
         &loaded_domains,
         &spec,
@@ -101,12 +120,21 @@ fn run_inner(args: &EvalArgs, job: Option<&PhaseJob>) -> anyhow::Result<PhaseSum
         &user,
         None,
         Some((&out, &model_id)),
-    )?;
+        &mut bars,
+    );
+    bars.finish();
+    let (report, trajectories) = match evaluated {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(mut reporter) = reporter {
+                reporter.finished(false, &e.to_string());
+                super::phase::close(reporter, "eval");
+            }
+            return Err(e.into());
+        }
+    };
     write_outputs(&out, &report, &trajectories)?;
-    if let Some(j) = job {
-        let mut job = j.clone();
-        job.output_dir = out.clone();
-        let mut reporter = super::phase::reporter(&job)?;
+    if let Some(mut reporter) = reporter {
         reporter.results((&report.results).into());
         reporter.finished(true, "evaluated");
         super::phase::close(reporter, "eval");

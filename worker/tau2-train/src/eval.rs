@@ -15,6 +15,7 @@
 //! those of an uninterrupted run. A torn last line (a kill mid-write) is
 //! dropped and its episode run again.
 
+use std::collections::BTreeMap;
 use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 
@@ -29,6 +30,7 @@ use tau2_chat::ChatTokenizer;
 
 use crate::passk::{EvalResults, PassKError, TaskSamples};
 use crate::policy::{AgentStats, Generator};
+use crate::progress::Observer;
 use crate::rollout::{
     EpisodeOutcome, RolloutConfig, RolloutError, RolloutJob, RolloutStats, UserSimulator,
     run_rollouts_with,
@@ -164,7 +166,8 @@ pub struct EvalReport {
 /// Samples every task `samples_per_task` times and computes the pass rates.
 /// With `progress` (the output directory and an identity of the model),
 /// episodes are recorded as they finish and a previous run's are reused
-/// (see the module docs).
+/// (see the module docs). `observer` hears each scored episode as a step
+/// (episodes done of all, and the mean reward so far).
 #[allow(clippy::too_many_arguments)]
 pub fn run_eval(
     runtime: &tokio::runtime::Runtime,
@@ -175,6 +178,7 @@ pub fn run_eval(
     user: &UserSimulator,
     judge: Option<&dyn NlJudge>,
     progress: Option<(&Path, &str)>,
+    observer: &mut dyn Observer,
 ) -> Result<(EvalReport, Vec<Trajectory>), EvalError> {
     spec.validate()?;
     let mut jobs = Vec::new();
@@ -197,9 +201,20 @@ pub fn run_eval(
             "resuming the evaluation from recorded episodes"
         );
     }
-    let mut record = |job: usize, outcome: &EpisodeOutcome| match &mut log {
-        Some(log) => log.append(job, outcome).map_err(|e| e.to_string()),
-        None => Ok(()),
+    let total = jobs.len() as u64;
+    let mut finished = reused as u64;
+    let mut reward_sum: f64 = done.iter().flatten().map(|o| o.trajectory.reward).sum();
+    if reused > 0 {
+        observer.step(finished, total, &mean_reward(reward_sum, finished));
+    }
+    let mut record = |job: usize, outcome: &EpisodeOutcome| {
+        if let Some(log) = &mut log {
+            log.append(job, outcome).map_err(|e| e.to_string())?;
+        }
+        finished += 1;
+        reward_sum += outcome.trajectory.reward;
+        observer.step(finished, total, &mean_reward(reward_sum, finished));
+        Ok(())
     };
     let (outcomes, stats) = run_rollouts_with(
         runtime,
@@ -215,6 +230,10 @@ pub fn run_eval(
     let report = report(spec, &outcomes, stats)?;
     let trajectories = outcomes.into_iter().map(|o| o.trajectory).collect();
     Ok((report, trajectories))
+}
+
+fn mean_reward(sum: f64, n: u64) -> BTreeMap<String, f64> {
+    BTreeMap::from([("reward".to_string(), sum / n.max(1) as f64)])
 }
 
 /// What decides the episodes: the settings, the model and the job list

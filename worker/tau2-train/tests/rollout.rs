@@ -404,6 +404,7 @@ fn eval_writes_results_and_trajectories() {
         rollout: config(policy(6, 4096), 5),
     };
     let mut generator = ModelGenerator::new(&model, &chat, &spec.rollout.policy).expect("gen");
+    let mut steps = Steps::default();
     let (report, trajectories) = run_eval(
         &runtime().expect("runtime"),
         std::slice::from_ref(&mock),
@@ -413,8 +414,12 @@ fn eval_writes_results_and_trajectories() {
         &UserSimulator::Scripted,
         None,
         None,
+        &mut steps,
     )
     .expect("eval runs");
+    // One step per episode, ending at all of them.
+    assert_eq!(steps.0.len(), 4);
+    assert_eq!(steps.0.last(), Some(&(4, 4)));
     assert_eq!(report.results.overall.tasks, 2);
     assert_eq!(report.episodes.len(), 4);
     assert_eq!(trajectories.len(), 4);
@@ -428,4 +433,15 @@ fn eval_writes_results_and_trajectories() {
     assert!(results["results"]["definitions"]["passHatK"].is_string());
     let lines = std::fs::read_to_string(dir.path().join("trajectories.jsonl")).expect("jsonl");
     assert_eq!(lines.lines().count(), 4);
+}
+
+/// Records the (step, total) pairs an observer hears.
+#[derive(Default)]
+struct Steps(Vec<(u64, u64)>);
+
+impl tau2_train::progress::Observer for Steps {
+    fn step(&mut self, step: u64, total: u64, _: &std::collections::BTreeMap<String, f64>) {
+        self.0.push((step, total));
+    }
+    fn checkpoint(&mut self, _: u64, _: &str, _: bool) {}
 }
