@@ -1,7 +1,8 @@
 //! `hf://` sources through the binary, against a local server that speaks
 //! the part of the Hub's API hf-hub uses (`/api/{models,datasets}/<repo>/revision/<rev>`
 //! and `[datasets/]<repo>/resolve/<rev>/<file>` with range requests, `etag`
-//! and `x-repo-commit`), found through `HF_ENDPOINT`: the tiny model is
+//! and `x-repo-commit`, weights redirected to a storage path with
+//! `x-linked-etag` as the Hub does), found through `HF_ENDPOINT`: the tiny model is
 //! downloaded once, loads and trains on a Hub dataset, a retried attempt
 //! fetches nothing again, a sharded checkpoint brings every shard, and a
 //! gated repository, a missing revision or .bin-only weights fail with a
@@ -129,6 +130,9 @@ async fn serve(
         r.push(format!("{method} {path}"));
     }
     let path = path.trim_start_matches('/');
+    if let Some(p) = path.strip_prefix("cdn/") {
+        return cdn(&hub, p, &headers);
+    }
     let (repo_path, dataset, api) = if let Some(p) = path.strip_prefix("api/models/") {
         (p, false, true)
     } else if let Some(p) = path.strip_prefix("api/datasets/") {
@@ -182,6 +186,43 @@ async fn serve(
     let mut h = DefaultHasher::new();
     bytes.hash(&mut h);
     let etag = format!("\"{:016x}{}\"", h.finish(), bytes.len());
+    if file.ends_with(".safetensors") {
+        // As the Hub does for large (LFS) files: a redirect to a storage host
+        // that knows nothing of tokens or commits, the metadata on the redirect.
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        return Response::builder()
+            .status(StatusCode::FOUND)
+            .header(header::LOCATION, format!("http://{host}/cdn/{key}/{file}"))
+            .header("x-linked-etag", etag)
+            .header("x-linked-size", bytes.len())
+            .header("x-repo-commit", &repo.sha)
+            .body(Body::empty())
+            .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "", &e.to_string()));
+    }
+    let builder = Response::builder()
+        .header(header::ETAG, etag)
+        .header("x-repo-commit", &repo.sha);
+    send(builder, bytes, &headers)
+}
+
+/// The storage host: `/cdn/<key>/<file>`.
+fn cdn(hub: &FakeHub, path: &str, headers: &HeaderMap) -> Response {
+    let mut parts = path.splitn(4, '/');
+    let key = [parts.next(), parts.next(), parts.next()]
+        .map(Option::unwrap_or_default)
+        .join("/");
+    let file = parts.next().unwrap_or_default();
+    match hub.repos.get(&key).and_then(|r| r.files.get(file)) {
+        Some(bytes) => send(Response::builder(), bytes, headers),
+        None => error(StatusCode::NOT_FOUND, "", "no such object"),
+    }
+}
+
+/// `bytes`, or the part a `Range: bytes=a-[b]` header asks for.
+fn send(builder: axum::http::response::Builder, bytes: &[u8], headers: &HeaderMap) -> Response {
     let size = bytes.len();
     let range = headers
         .get(header::RANGE)
@@ -197,10 +238,7 @@ async fn serve(
             };
             Some((start, end.min(size.saturating_sub(1))))
         });
-    let builder = Response::builder()
-        .header(header::ETAG, etag)
-        .header("x-repo-commit", &repo.sha)
-        .header(header::ACCEPT_RANGES, "bytes");
+    let builder = builder.header(header::ACCEPT_RANGES, "bytes");
     let response = match range {
         Some((start, end)) if start <= end && end < size => builder
             .status(StatusCode::PARTIAL_CONTENT)
@@ -233,11 +271,11 @@ fn start(hub: Arc<FakeHub>) -> String {
     format!("http://{addr}")
 }
 
-/// The file downloads (`resolve` requests) since `from`.
+/// The file requests (the Hub's and the storage host's) since `from`.
 fn downloads(hub: &FakeHub, from: usize) -> Vec<String> {
     hub.requests.lock().expect("log")[from..]
         .iter()
-        .filter(|r| r.contains("/resolve/"))
+        .filter(|r| r.contains("/resolve/") || r.contains(" /cdn/"))
         .cloned()
         .collect()
 }
@@ -442,6 +480,12 @@ fn hub_model_and_dataset_download_once_load_and_train() {
             .iter()
             .any(|r| r.ends_with(".bin") || r.ends_with(".md")),
         "{first:?}"
+    );
+    assert!(
+        first
+            .iter()
+            .any(|r| r.starts_with("GET /cdn/") && r.ends_with("/model.safetensors")),
+        "the weights came from the storage host: {first:?}"
     );
 
     // A retry finds the base in place and the dataset in the cache; after a
