@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use hf_hub::api::Progress;
-use hf_hub::api::sync::{Api, ApiBuilder, ApiError, ApiRepo};
+use hf_hub::api::sync::{Api, ApiBuilder, ApiError};
 use hf_hub::{Cache, Repo, RepoType};
 use indicatif::{ProgressBar, ProgressStyle};
 use tau2_api::job::ENV_HF_TOKEN;
@@ -192,7 +192,7 @@ impl Hub {
             tracing::info!(uri, file, "in the Hub cache");
             return Ok(path);
         }
-        let repo: ApiRepo = self.api.repo(pinned);
+        let repo = self.api.repo(pinned);
         let progress = FileProgress::new(self.bars);
         let path = repo
             .download_with_progress(file, progress)
