@@ -242,9 +242,9 @@ impl<D: PhaseDefaults> Default for Rollout<D> {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct SftParams {
-    /// Where the training conversations come from: `hf://datasets/<org>/<name>/<file>.jsonl`,
-    /// `pvc://<claim>/<path>`, `file:///<path in the worker image>`, or `builtin://gold` (demonstrations
-    /// replayed from the gold actions of the training split).
+    /// Where the training conversations come from: `hf://datasets/<org>/<name>[@<revision>]/<file>.jsonl`
+    /// (downloaded by the worker), `pvc://<claim>/<path>`, `file:///<path in the worker image>`, or
+    /// `builtin://gold` (demonstrations replayed from the gold actions of the training split).
     #[schemars(length(min = 1, max = 1024))]
     pub dataset: String,
     /// Passes over the dataset.

@@ -118,16 +118,19 @@ fn default_seed() -> i64 {
     },
 ]))]
 pub struct ModelSpec {
-    /// A Hugging Face checkpoint, `hf://<org>/<repo>[@<revision>]` (downloaded once by an init step; the
-    /// cluster needs internet access), a directory on a PersistentVolumeClaim, `pvc://<claim>/<path>`, a
-    /// directory in the worker image, `file:///<path>`, or `builtin://tiny`, a tiny random Qwen3 the worker
-    /// creates (for tests and demos).
+    /// A Hugging Face checkpoint, `hf://<org>/<repo>[@<revision>]` (its safetensors weights, config and
+    /// tokenizer, downloaded once by the first phase's worker into `base-model/` on the storage volume,
+    /// through a cache there that retried attempts reuse; the worker pods need access to the Hub, or to a
+    /// mirror named by `HF_ENDPOINT` in `worker.env`), a directory on a PersistentVolumeClaim,
+    /// `pvc://<claim>/<path>`, a directory in the worker image, `file:///<path>`, or `builtin://tiny`, a tiny
+    /// random Qwen3 the worker creates (for tests and demos).
     #[schemars(length(min = 1, max = 1024))]
     pub uri: String,
     /// The dtype weights are trained and served in; optimizer master weights stay in float32.
     #[serde(default)]
     pub dtype: Dtype,
-    /// A Secret key holding a Hugging Face token, for gated or private repositories.
+    /// A Secret key holding a Hugging Face token, for gated or private repositories (the model's and an
+    /// `hf://datasets/` SFT dataset's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hf_token_secret_ref: Option<crate::user_sim::SecretKeyRef>,
 }

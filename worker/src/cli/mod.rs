@@ -3,6 +3,7 @@
 pub mod config;
 pub mod eval;
 pub mod grpo;
+pub mod hub;
 pub mod init_model;
 pub mod phase;
 pub mod pipeline;

@@ -34,7 +34,8 @@ pub struct RunOptions {
 
 /// Creates the base model when the configuration says where it comes from
 /// and it is not there yet: `builtin://tiny` writes the tiny random Qwen3
-/// with the real tokenizer; `hf://` needs the model already downloaded.
+/// with the real tokenizer; `hf://` downloads the checkpoint from the Hub
+/// (through a cache on the checkpoint volume, so a retry does not fetch again).
 pub fn ensure_base(job: &PhaseJob, opts: &RunOptions) -> anyhow::Result<()> {
     let base = &job.model.base;
     let present = base.join("config.json").is_file();
@@ -51,33 +52,27 @@ pub fn ensure_base(job: &PhaseJob, opts: &RunOptions) -> anyhow::Result<()> {
                          with tokenizer.json and tokenizer_config.json"
                     )
                 })?;
-            // Into a temporary sibling first, so a crash never leaves half a model.
-            let tmp = base.with_extension("partial");
-            if tmp.exists() {
-                std::fs::remove_dir_all(&tmp)
-                    .with_context(|| format!("removing {}", tmp.display()))?;
-            }
-            super::init_model::create(
-                &tok,
-                &tmp,
-                tau2_model::init::Size::Tiny,
-                true,
-                job.seed as u64,
-            )?;
-            if let Some(parent) = base.parent() {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
-            }
-            std::fs::rename(&tmp, base)
-                .with_context(|| format!("moving the tiny model to {}", base.display()))?;
+            build_atomically(base, |tmp| {
+                super::init_model::create(
+                    &tok,
+                    tmp,
+                    tau2_model::init::Size::Tiny,
+                    true,
+                    job.seed as u64,
+                )
+                .map(|_| ())
+            })?;
             eprintln!(
                 "created the tiny model ({BUILTIN_TINY}) in {}",
                 base.display()
             );
         }
+        Some(uri) if uri.starts_with(super::hub::HF_SCHEME) => {
+            super::hub::download_model(uri, base, opts.bars)?;
+        }
         Some(other) => bail!(
-            "the base model {other} is not in {}: this worker creates only {BUILTIN_TINY}; \
-             download the model there first",
+            "the base model {other} is not in {}: this worker creates {BUILTIN_TINY} and \
+             downloads hf://<org>/<repo>[@<revision>]; put other models there first",
             base.display()
         ),
         None => {}
@@ -87,6 +82,29 @@ pub fn ensure_base(job: &PhaseJob, opts: &RunOptions) -> anyhow::Result<()> {
             "the initial checkpoint {} has no config.json (is the previous phase finished?)",
             job.model.init.display()
         );
+    }
+    Ok(())
+}
+
+/// Fills a temporary sibling of `dir` with `fill` and renames it into
+/// place, so a crash never leaves half a model that looks complete.
+pub fn build_atomically(
+    dir: &Path,
+    fill: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let tmp = dir.with_extension("partial");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
+    }
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    fill(&tmp)?;
+    std::fs::rename(&tmp, dir).with_context(|| format!("moving the model to {}", dir.display()))?;
+    if let Some(parent) = dir.parent() {
+        // The rename itself survives a node crash only once the directory is synced.
+        let _ = std::fs::File::open(parent).and_then(|d| d.sync_all());
     }
     Ok(())
 }

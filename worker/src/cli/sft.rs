@@ -12,6 +12,7 @@ use tau2_train::demos::{GOLD_DATASET, gold_records, write_records};
 use tau2_train::progress::write_json_atomic;
 use tau2_train::sft::{self, SftConfig};
 
+use super::hub;
 use super::phase::{self, Bars, RunOptions};
 
 /// The conversations an SFT phase trained on, kept in its output directory
@@ -40,14 +41,19 @@ pub struct SftArgs {
     tokenizer_dir: Option<PathBuf>,
 }
 
-/// A dataset URI the worker can open locally (`file:///...` or a plain path).
-fn dataset_path(uri: &str) -> anyhow::Result<PathBuf> {
+/// A dataset URI as a local file: `file:///...` or a plain path as it is,
+/// `hf://datasets/...` downloaded into the Hub cache beside `output_dir`.
+fn dataset_path(uri: &str, output_dir: &Path, bars: bool) -> anyhow::Result<PathBuf> {
     if let Some(p) = uri.strip_prefix("file://") {
         return Ok(PathBuf::from(p));
     }
+    if uri.starts_with(hub::HF_SCHEME) {
+        return hub::download_dataset(uri, &hub::cache_beside(output_dir), bars);
+    }
     if uri.contains("://") {
         bail!(
-            "dataset {uri}: the worker reads file:// datasets and {GOLD_DATASET}; pass --data <file.jsonl>"
+            "dataset {uri}: the worker reads file://, hf://datasets/ and {GOLD_DATASET} datasets; \
+             pass --data <file.jsonl>"
         );
     }
     Ok(PathBuf::from(uri))
@@ -89,6 +95,7 @@ fn materialise_dataset(
     job: &PhaseJob,
     dataset: &str,
     data: Option<&Path>,
+    bars: bool,
 ) -> anyhow::Result<PathBuf> {
     let target = job.output_dir.join(SFT_DATA_FILE);
     match data {
@@ -117,7 +124,7 @@ fn materialise_dataset(
             write_records(&target, &demos.records)?;
         }
         None => {
-            let p = dataset_path(dataset)?;
+            let p = dataset_path(dataset, &job.output_dir, bars)?;
             std::fs::copy(&p, &target)
                 .with_context(|| format!("reading the dataset {}", p.display()))?;
         }
@@ -138,7 +145,7 @@ pub fn run_job(
     phase::ensure_base(job, opts)?;
     std::fs::create_dir_all(&job.output_dir)
         .with_context(|| format!("creating {}", job.output_dir.display()))?;
-    let data_path = materialise_dataset(job, &params.dataset, data)?;
+    let data_path = materialise_dataset(job, &params.dataset, data, opts.bars)?;
     let device = tch::Device::cuda_if_available();
     let kind = compute_kind(device, job.model.dtype);
     let init = &job.model.init;
