@@ -346,3 +346,84 @@ fn sft_on_gold_demonstrations_teaches_the_tiny_model_the_mock_tasks() {
         "greedy pass@1 {untrained} -> {trained}"
     );
 }
+
+/// A `tau2-worker serve` process, killed when dropped.
+struct Served {
+    child: std::process::Child,
+    /// The OpenAI-compatible base URL (`http://127.0.0.1:<port>/v1`).
+    base: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Serves `model` as `name` on a free port; waits for the line that names it.
+fn serve(model: &Path, name: &str) -> Served {
+    use std::io::BufRead;
+    let mut child = worker()
+        .args(["serve", "--port", "0", "--device", "cpu", "--model"])
+        .arg(model)
+        .args(["--served-model-name", name, "--default-max-tokens", "16"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tau2-worker serve starts");
+    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let base = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            let url = l.split(" on ").nth(1)?.split_whitespace().next()?;
+            (l.starts_with("serving ") && url.starts_with("http://")).then(|| url.to_string())
+        })
+        .expect("the server printed its address");
+    // Keep draining its logs so it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Served { child, base }
+}
+
+/// GRPO against a live LLM user simulator: the user is a tiny random model
+/// behind `tau2-worker serve`, so this proves the path (episodes with HTTP
+/// user turns, rewards, one optimizer step, a final checkpoint), not learning.
+#[test]
+fn a_grpo_step_runs_against_a_live_llm_user_simulator() {
+    let Some(tok) = tokenizer() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let user_model = root.join("user-model");
+    let mut cmd = worker();
+    cmd.args(["init-model", "--seed", "3", "--tokenizer"])
+        .arg(&tok)
+        .arg("--out")
+        .arg(&user_model);
+    run_ok(cmd);
+    let server = serve(&user_model, "user-sim");
+    let params = json!({"steps": 1, "tasksPerStep": 2, "samplesPerTask": 2, "saveEverySteps": 1,
+                        "maxTokensPerMicroBatch": 16384,
+                        "rollout": {"maxNewTokens": 16, "maxSteps": 6, "temperature": 1.0},
+                        "optimizer": {"learningRate": 1e-4}});
+    let mut job = job_seeded(root, "grpo", None, params, 0);
+    job["userSimulator"] = json!({"mode": "Endpoint", "endpoint": server.base, "model": "user-sim",
+                                  "temperature": 1.0, "maxTokens": 16,
+                                  "requestTimeoutSeconds": 60, "maxRetries": 0});
+    let cfg = write_job(root, "grpo", &job);
+    let mut cmd = worker();
+    cmd.args(["grpo", "--config"])
+        .arg(&cfg)
+        .env("TAU2_QWEN3_TOKENIZER_DIR", &tok);
+    let text = run_ok(cmd);
+    drop(server);
+    let r = read_json(&root.join("grpo/results.json"));
+    assert_eq!(r["steps"], json!(1), "{text}");
+    assert!(root.join("grpo/final/model.safetensors").is_file());
+    let m = &r["history"][0]["metrics"];
+    // Every episode ran to a scored end: no user request failed.
+    assert_eq!(m["valid_fraction"], json!(1.0), "{m}");
+    let reward = m["reward"].as_f64().expect("a reward");
+    assert!((0.0..=1.0).contains(&reward), "{m}");
+    assert!(m["policy_tokens"].as_f64().unwrap_or(0.0) > 0.0, "{m}");
+}
