@@ -287,6 +287,53 @@ fn rates(path: &Path) -> Option<Value> {
     Some(v["results"].clone())
 }
 
+fn read_value(path: &Path) -> Option<Value> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+/// What each training phase measured on its way, from the files it wrote
+/// (no extra evaluation): SFT's loss, the success rate of RFT's samples
+/// (the SFT checkpoint's sampled success on the training tasks), and GRPO's
+/// per-step reward (its first step samples the RFT checkpoint).
+fn print_phase_signals(out: &Path) {
+    let num = |v: &Value| v.as_f64().map_or("?".to_string(), |x| format!("{x:.3}"));
+    let mut lines = Vec::new();
+    if let Some(r) = read_value(&out.join("sft/results.json")) {
+        lines.push(format!(
+            "sft        loss {} -> {}",
+            num(&r["firstLoss"]),
+            num(&r["finalLoss"])
+        ));
+    }
+    if let Some(r) = read_value(&out.join("rft").join(tau2_train::rft::SELECTION_FILE)) {
+        let s = &r["selection"];
+        let retrain = read_value(&out.join("rft/results.json"))
+            .map(|r| format!(", retrain loss -> {}", num(&r["finalLoss"])))
+            .unwrap_or_default();
+        lines.push(format!(
+            "rft        sampled success of the SFT checkpoint {} ({} episodes), kept {}{retrain}",
+            num(&s["successRate"]),
+            s["sampled"],
+            s["kept"]
+        ));
+    }
+    if let Some(r) = read_value(&out.join("grpo/results.json")) {
+        lines.push(format!(
+            "grpo       reward first step {} -> last step {} (mean {} over {} steps)",
+            num(&r["firstStepReward"]),
+            num(&r["lastStepReward"]),
+            num(&r["meanReward"]),
+            r["steps"]
+        ));
+    }
+    if !lines.is_empty() {
+        println!("\nphase      what it measured on the training tasks");
+        for l in lines {
+            println!("{l}");
+        }
+    }
+}
+
 pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
     let out = &args.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -309,6 +356,7 @@ pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
             println!("{name:<10} {}", f.display());
         }
     }
+    print_phase_signals(&out);
     let base = rates(&out.join("eval-base").join("results.json"));
     let fin = rates(&out.join("eval").join("results.json"));
     let k = fin

@@ -52,6 +52,13 @@ pub struct OpenAiClient {
     url: String,
 }
 
+/// The seed as OpenAI-compatible servers take it: a signed 64-bit integer
+/// (vLLM, SGLang and `tau2-worker serve` reject larger values with HTTP 400),
+/// so the top bit of our u64 seeds is dropped.
+fn wire_seed(seed: u64) -> i64 {
+    (seed & i64::MAX as u64) as i64
+}
+
 impl OpenAiClient {
     pub fn new(config: EndpointConfig) -> Result<Self, ChatError> {
         // reqwest is built without a bundled crypto provider; use ring (as kube does).
@@ -82,7 +89,7 @@ impl OpenAiClient {
             body.insert("max_tokens".into(), json!(max));
         }
         if let Some(seed) = sampling.seed {
-            body.insert("seed".into(), json!(seed));
+            body.insert("seed".into(), json!(wire_seed(seed)));
         }
         Value::Object(body)
     }
@@ -230,4 +237,30 @@ fn clip(text: &str) -> String {
         s.push('…');
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_fit_a_signed_64_bit_integer() {
+        let client =
+            OpenAiClient::new(EndpointConfig::new("http://127.0.0.1:1/v1", "m")).expect("client");
+        let sampling = Sampling {
+            seed: Some(13_166_404_999_472_472_597),
+            ..Sampling::default()
+        };
+        let body = client.body(&[], &[], &sampling);
+        assert_eq!(
+            body["seed"],
+            json!(13_166_404_999_472_472_597u64 & (i64::MAX as u64))
+        );
+        assert!(body["seed"].is_i64());
+        let small = Sampling {
+            seed: Some(42),
+            ..Sampling::default()
+        };
+        assert_eq!(client.body(&[], &[], &small)["seed"], json!(42));
+    }
 }
