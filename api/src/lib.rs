@@ -3,7 +3,8 @@
 //! - [`phases`]: the phases' hyper-parameters, with the recipe's defaults;
 //! - [`job`]: the configuration a phase's worker receives;
 //! - [`bench`] and [`user_sim`]: tau2-bench's domains and splits, the simulated user;
-//! - `crd` (feature `crd`): the `Tau2Pipeline` custom resource;
+//! - `crd` (feature `crd`): the `Tau2Pipeline` custom resource, and `plan`:
+//!   the phase configurations it maps to (shared by the operator and `tau2-worker run`);
 //! - `progress` (feature `grpc`): the gRPC service workers report progress to.
 
 pub mod bench;
@@ -13,6 +14,8 @@ pub mod user_sim;
 
 #[cfg(feature = "crd")]
 pub mod crd;
+#[cfg(feature = "crd")]
+pub mod plan;
 
 /// Generated from `proto/progress.proto`.
 #[cfg(feature = "grpc")]

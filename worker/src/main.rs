@@ -33,8 +33,10 @@ enum Command {
     Rft(Box<cli::rft::RftArgs>),
     /// GRPO on tau2 episodes with the scripted or LLM user simulator.
     Grpo(Box<cli::grpo::GrpoArgs>),
-    /// Run SFT -> RFT -> GRPO -> eval on this machine (the embedded tiny model by default).
+    /// Run SFT -> RFT -> GRPO -> eval on this machine from flags (the embedded tiny model).
     Pipeline(cli::pipeline::PipelineArgs),
+    /// Run a Tau2Pipeline manifest's enabled phases on this machine, as the operator would.
+    Run(cli::run::RunArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,5 +57,6 @@ fn main() -> anyhow::Result<()> {
         Command::Rft(args) => cli::rft::run(*args),
         Command::Grpo(args) => cli::grpo::run(*args),
         Command::Pipeline(args) => cli::pipeline::run(args),
+        Command::Run(args) => cli::run::run(args),
     }
 }

@@ -166,6 +166,109 @@ fn local_pipeline_runs_every_phase_on_the_tiny_model() {
     );
 }
 
+/// A small Tau2Pipeline manifest: every phase for real, in little time.
+const SMALL_MANIFEST: &str = "
+apiVersion: tau2.dev/v1alpha1
+kind: Tau2Pipeline
+metadata: {name: small}
+spec:
+  model: {uri: builtin://tiny, dtype: float32}
+  tau2: {domains: [mock], trainSplit: base, evalSplit: base, maxEvalTasksPerDomain: 3}
+  userSimulator: {mode: Scripted}
+  storage: {existingClaim: unused-here}
+  worker: {resources: {gpus: 0}}
+  phases:
+    sft: {dataset: builtin://gold, epochs: 1, batchSize: 2, maxTokensPerMicroBatch: 16384, saveEverySteps: 2}
+    rft:
+      samplesPerTask: 1
+      epochs: 1
+      batchSize: 2
+      retrainFrom: Previous
+      mergeSftDataset: true
+      maxTokensPerMicroBatch: 16384
+      rollout: {maxNewTokens: 24, maxSteps: 8}
+    grpo:
+      steps: 1
+      tasksPerStep: 2
+      samplesPerTask: 2
+      maxTokensPerMicroBatch: 16384
+      rollout: {maxNewTokens: 24, maxSteps: 8}
+    eval: {samplesPerTask: 2, k: 2, rollout: {maxNewTokens: 24, maxSteps: 8}}
+";
+
+#[test]
+fn run_f_runs_a_manifest_and_a_rerun_skips_finished_phases() {
+    let Some(tok) = tokenizer() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = dir.path().join("small.yaml");
+    std::fs::write(&manifest, SMALL_MANIFEST).expect("manifest written");
+    let out = dir.path().join("run");
+    let run = || {
+        let mut cmd = worker();
+        cmd.args(["run", "-f"])
+            .arg(&manifest)
+            .arg("--out")
+            .arg(&out)
+            .arg("--tokenizer-dir")
+            .arg(&tok)
+            .arg("--data")
+            .arg(data());
+        cmd
+    };
+    let t = Instant::now();
+    let text = run_ok(run());
+    eprintln!("run -f in {:.0}s:\n{text}", t.elapsed().as_secs_f64());
+    for phase in ["sft", "rft", "grpo"] {
+        let f = out.join(phase).join("final");
+        assert!(
+            f.join("model.safetensors").is_file(),
+            "{phase}/final has weights"
+        );
+        assert!(
+            text.contains(&f.display().to_string()),
+            "{phase}'s final is printed"
+        );
+    }
+    let grpo_cfg = read_json(&out.join("configs/grpo.json"));
+    assert_eq!(grpo_cfg["model"]["init"], json!(out.join("rft/final")));
+    let status = read_json(&out.join("status.json"));
+    for model in ["untrained", "trained"] {
+        let o = &status[model];
+        assert_eq!(o["tasks"], json!(3), "{model}: {status}");
+        for key in ["passAt1", "passAtK", "passHatK"] {
+            let v = o[key].as_f64().expect("a rate");
+            assert!((0.0..=1.0).contains(&v), "{model} {key} {v}");
+        }
+    }
+    assert!(text.contains("untrained") && text.contains("after pipeline"));
+    assert!(
+        text.contains("pass@1: first sample"),
+        "the table says what pass@1 is"
+    );
+
+    let t = Instant::now();
+    let again = run_ok(run());
+    let names = ["eval-base", "sft", "rft", "grpo", "eval"];
+    for name in names {
+        assert!(
+            again.contains(&format!("{name}: finished by an earlier run, skipped")),
+            "{name} skipped:\n{again}"
+        );
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(60),
+        "a rerun trains nothing"
+    );
+    let status = read_json(&out.join("status.json"));
+    let states: Vec<&str> = status["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .filter_map(|p| p["state"].as_str())
+        .collect();
+    assert_eq!(states, ["Succeeded earlier"; 5]);
+}
+
 /// Waits for the first complete step checkpoint (its manifest written).
 fn first_checkpoint(out: &Path, limit: Duration) -> Option<PathBuf> {
     let t = Instant::now();

@@ -3,16 +3,15 @@
 //! Layout inside the worker pod:
 //! - `/ckpt`: the pipeline's root on the storage volume (a sub-directory
 //!   `<name>-<uid prefix>` of the claim, so pipelines can share a claim and a
-//!   re-created pipeline of the same name never resumes a stale run); phase
-//!   `p` writes to `/ckpt/<p>` and ends with `/ckpt/<p>/final`, the next
-//!   enabled phase's starting point;
+//!   re-created pipeline of the same name never resumes a stale run), laid
+//!   out as `tau2_api::plan` says (`/ckpt/<phase>/final` chains the phases);
 //! - `/etc/tau2/phase.json`: the [`PhaseJob`] from the attempt's ConfigMap;
 //! - `/var/run/secrets/tau2/token`: the pipeline's progress token;
 //! - `/mnt/pvc/<claim>`: read-only claims named by `pvc://` URIs;
 //! - `/tmp`: scratch (the root filesystem is read-only).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
@@ -24,14 +23,15 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
-use tau2_api::crd::{ClaimRetention, PullPolicy, Tau2Pipeline, WorkerResources};
+use tau2_api::crd::{ClaimRetention, PullPolicy, Tau2Pipeline};
 use tau2_api::job::{
-    CONFIG_FILE_NAME, DataInput, ENV_ATTEMPT, ENV_HF_TOKEN, ENV_PHASE_CONFIG,
-    ENV_PROGRESS_ENDPOINT, ENV_PROGRESS_TOKEN, ENV_TERMINATION_MESSAGE_PATH, ENV_USER_SIM_API_KEY,
-    ModelInput, PhaseJob, PhaseParams, PipelineRef, ProgressEndpoint,
+    CONFIG_FILE_NAME, ENV_ATTEMPT, ENV_HF_TOKEN, ENV_PHASE_CONFIG, ENV_PROGRESS_ENDPOINT,
+    ENV_PROGRESS_TOKEN, ENV_TERMINATION_MESSAGE_PATH, ENV_USER_SIM_API_KEY, PhaseJob,
+    ProgressEndpoint,
 };
 use tau2_api::phases::PhaseName;
-use tau2_api::user_sim::{SecretKeyRef, UserSimulator};
+use tau2_api::plan::{self, locate};
+use tau2_api::user_sim::SecretKeyRef;
 
 use super::Settings;
 use super::pods::WORKER_CONTAINER;
@@ -51,10 +51,8 @@ pub const CKPT_MOUNT: &str = "/ckpt";
 pub const CONFIG_DIR: &str = "/etc/tau2";
 pub const TOKEN_DIR: &str = "/var/run/secrets/tau2";
 pub const TOKEN_KEY: &str = "token";
-pub const PVC_ROOT: &str = "/mnt/pvc";
+pub use tau2_api::plan::PVC_ROOT;
 pub const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
-/// Where `hf://` and `builtin://` base models are fetched or created, under the pipeline's root.
-pub const BASE_MODEL_DIR: &str = "base-model";
 /// UID and GID of the worker process (the image's non-root user).
 pub const WORKER_UID: i64 = 65532;
 
@@ -81,10 +79,7 @@ pub fn pipeline_root(p: &Tau2Pipeline) -> String {
     }
 }
 
-/// The final checkpoint a phase leaves, relative to the pipeline's root.
-pub fn final_checkpoint(phase: PhaseName) -> String {
-    format!("{phase}/final")
-}
+pub use tau2_api::plan::final_checkpoint;
 
 /// Labels that select everything of one pipeline.
 pub fn selector(pipeline: &str) -> String {
@@ -130,26 +125,6 @@ fn meta(p: &Tau2Pipeline, name: String, labels: BTreeMap<String, String>) -> Obj
     }
 }
 
-/// A resolved `pvc://`, `file://` or other URI.
-struct Location {
-    path: PathBuf,
-    claim: Option<String>,
-}
-
-fn locate(uri: &str) -> Option<Location> {
-    if let Some(rest) = uri.strip_prefix("pvc://") {
-        let (claim, path) = rest.split_once('/')?;
-        return Some(Location {
-            path: PathBuf::from(PVC_ROOT).join(claim).join(path),
-            claim: Some(claim.to_string()),
-        });
-    }
-    uri.strip_prefix("file://").map(|path| Location {
-        path: PathBuf::from(path),
-        claim: None,
-    })
-}
-
 /// Claims the pod mounts read-only for `pvc://` inputs, in a stable order.
 fn input_claims(p: &Tau2Pipeline) -> BTreeSet<String> {
     [
@@ -167,46 +142,9 @@ fn input_claims(p: &Tau2Pipeline) -> BTreeSet<String> {
     .collect()
 }
 
-/// The user simulator a phase talks to: eval may have its own.
-pub fn user_simulator(p: &Tau2Pipeline, phase: PhaseName) -> Option<&UserSimulator> {
-    match phase {
-        PhaseName::Sft => None,
-        PhaseName::Rft | PhaseName::Grpo => p.spec.user_simulator.as_ref(),
-        PhaseName::Eval => p
-            .spec
-            .eval_user_simulator
-            .as_ref()
-            .or(p.spec.user_simulator.as_ref()),
-    }
-}
+pub use tau2_api::plan::user_simulator;
 
-pub fn resources(p: &Tau2Pipeline, phase: PhaseName) -> &WorkerResources {
-    let phases = &p.spec.phases;
-    let own = match phase {
-        PhaseName::Sft => &phases.sft.resources,
-        PhaseName::Rft => &phases.rft.resources,
-        PhaseName::Grpo => &phases.grpo.resources,
-        PhaseName::Eval => &phases.eval.resources,
-    };
-    own.as_ref().unwrap_or(&p.spec.worker.resources)
-}
-
-fn params(p: &Tau2Pipeline, phase: PhaseName) -> PhaseParams {
-    let phases = &p.spec.phases;
-    match phase {
-        PhaseName::Sft => {
-            let mut sft = phases.sft.params.clone();
-            // The worker reads files; a dataset on a claim is mounted at /mnt/pvc.
-            if let Some(loc) = locate(&sft.dataset).filter(|l| l.claim.is_some()) {
-                sft.dataset = format!("file://{}", loc.path.display());
-            }
-            PhaseParams::Sft(sft)
-        }
-        PhaseName::Rft => PhaseParams::Rft(phases.rft.params.clone()),
-        PhaseName::Grpo => PhaseParams::Grpo(phases.grpo.params.clone()),
-        PhaseName::Eval => PhaseParams::Eval(phases.eval.params.clone()),
-    }
-}
+pub use tau2_api::plan::resources;
 
 /// The configuration of one attempt; `init` is the checkpoint it starts from,
 /// relative to the pipeline root, or `None` for the base model.
@@ -217,45 +155,14 @@ pub fn phase_job(
     init: Option<&str>,
     settings: &Settings,
 ) -> PhaseJob {
-    let ckpt = PathBuf::from(CKPT_MOUNT);
-    let (base, source) = match locate(&p.spec.model.uri) {
-        Some(loc) => (loc.path, None),
-        None => (ckpt.join(BASE_MODEL_DIR), Some(p.spec.model.uri.clone())),
-    };
-    let tau2 = &p.spec.tau2;
-    PhaseJob {
-        pipeline: PipelineRef {
-            namespace: p.namespace().unwrap_or_default(),
-            name: p.name_any(),
-            uid: p.uid().unwrap_or_default(),
-        },
-        attempt,
-        seed: p.spec.seed,
-        model: ModelInput {
-            init: init.map_or_else(|| base.clone(), |i| ckpt.join(i)),
-            base,
-            source,
-            dtype: p.spec.model.dtype,
-        },
-        data: DataInput {
-            dir: locate(&tau2.data_uri).map_or_else(|| PathBuf::from(&tau2.data_uri), |l| l.path),
-            version: tau2.data_version,
-            domains: tau2.domains.clone(),
-            train_split: tau2.train_split,
-            eval_split: tau2.eval_split,
-            max_eval_tasks_per_domain: tau2.max_eval_tasks_per_domain,
-        },
-        user_simulator: user_simulator(p, phase).cloned(),
-        output_dir: ckpt.join(phase.as_str()),
-        params: params(p, phase),
-        progress: settings
-            .progress_endpoint
-            .as_ref()
-            .map(|address| ProgressEndpoint {
-                address: address.clone(),
-                token_file: PathBuf::from(TOKEN_DIR).join(TOKEN_KEY),
-            }),
-    }
+    let progress = settings
+        .progress_endpoint
+        .as_ref()
+        .map(|address| ProgressEndpoint {
+            address: address.clone(),
+            token_file: PathBuf::from(TOKEN_DIR).join(TOKEN_KEY),
+        });
+    plan::phase_job(p, phase, attempt, Path::new(CKPT_MOUNT), init, progress)
 }
 
 pub fn config_map(

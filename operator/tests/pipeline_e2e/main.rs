@@ -286,9 +286,10 @@ async fn create_pipeline(client: &Client, ns: &str, node: &str, class: &str) -> 
                 "tau2": {"maxEvalTasksPerDomain": 4},
                 "phases": {
                     "sft": {"epochs": 2},
-                    "rft": {"samplesPerTask": 1, "rollout": {"maxNewTokens": 64, "maxSteps": 16}},
-                    "grpo": {"steps": 2, "saveEverySteps": 1, "rollout": {"maxNewTokens": 64, "maxSteps": 16}},
-                    "eval": {"rollout": {"maxNewTokens": 64, "maxSteps": 16}},
+                    "rft": {"samplesPerTask": 1, "epochs": 1, "rollout": {"maxNewTokens": 64, "maxSteps": 16}},
+                    "grpo": {"steps": 2, "tasksPerStep": 2, "saveEverySteps": 1,
+                             "rollout": {"maxNewTokens": 64, "maxSteps": 16}},
+                    "eval": {"samplesPerTask": 2, "k": 2, "rollout": {"maxNewTokens": 64, "maxSteps": 16}},
                 }
             }
         }),

@@ -9,6 +9,7 @@ pub mod phase;
 pub mod pipeline;
 pub mod rft;
 pub mod rollout_args;
+pub mod run;
 pub mod serve;
 pub mod sft;
 pub mod tau2;

@@ -11,6 +11,9 @@
 //! mock domain (9 tasks), RFT retraining from the SFT checkpoint (not from
 //! the random base, which a few steps could not bring back), a few GRPO
 //! steps, and 4 samples per task in eval at temperature 0.3.
+//!
+//! `tau2-worker run -f` (`run.rs`) builds its steps from a manifest instead
+//! and runs them with [`run_all`] and [`report`] too.
 
 use std::io::{BufRead, Seek};
 use std::path::{Path, PathBuf};
@@ -230,7 +233,12 @@ fn follow(path: &Path, pos: &mut u64, bar: &ProgressBar) {
     }
 }
 
-fn run_phase(name: &str, job: &PhaseJob, dir: &Path, tokenizer: &Path) -> anyhow::Result<()> {
+fn run_phase(
+    name: &str,
+    job: &PhaseJob,
+    dir: &Path,
+    tokenizer: Option<&Path>,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&job.output_dir)
         .with_context(|| format!("creating {}", job.output_dir.display()))?;
     let config = dir.join(format!("{name}.json"));
@@ -239,11 +247,14 @@ fn run_phase(name: &str, job: &PhaseJob, dir: &Path, tokenizer: &Path) -> anyhow
     let log_path = dir.join(format!("{name}.log"));
     let log = std::fs::File::create(&log_path)?;
     let exe = std::env::current_exe().context("locating tau2-worker")?;
-    let mut child = Command::new(exe)
+    let mut command = Command::new(exe);
+    if let Some(tokenizer) = tokenizer {
+        command.env(ENV_TOKENIZER_DIR, tokenizer);
+    }
+    let mut child = command
         .arg(command_of(name))
         .arg("--config")
         .arg(&config)
-        .env(ENV_TOKENIZER_DIR, tokenizer)
         .env_remove(tau2_api::job::ENV_TERMINATION_MESSAGE_PATH)
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log))
@@ -335,26 +346,124 @@ fn print_phase_signals(out: &Path) {
 }
 
 pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
-    let out = &args.out;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let out = out
-        .canonicalize()
-        .with_context(|| format!("resolving {}", out.display()))?;
-    let configs = out.join("configs");
-    std::fs::create_dir_all(&configs)?;
+    let out = prepare_out(&args.out)?;
     let started = Instant::now();
     let jobs = jobs(&args, &out);
-    for (name, job) in &jobs {
-        let t = Instant::now();
-        run_phase(name, job, &configs, &args.tokenizer_dir)?;
-        eprintln!("{name}: done in {:.0}s", t.elapsed().as_secs_f64());
+    let outcomes = run_all(&jobs, &out, Some(&args.tokenizer_dir))?;
+    report(&out, &outcomes, started)
+}
+
+/// Creates the output directory and returns its absolute path (the phase
+/// configurations name absolute paths).
+pub fn prepare_out(out: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    out.canonicalize()
+        .with_context(|| format!("resolving {}", out.display()))
+}
+
+/// What became of one step of a local run.
+pub struct Outcome {
+    pub name: String,
+    /// `Succeeded`, or `Succeeded earlier` for a step a previous run finished.
+    pub state: &'static str,
+    /// Seconds the step ran (in the run that finished it, when known).
+    pub seconds: Option<f64>,
+    pub final_checkpoint: Option<PathBuf>,
+}
+
+/// Whether a previous run finished this step: a training phase's `final/`
+/// or eval's `results.json` is written last, atomically.
+fn finished(job: &PhaseJob) -> bool {
+    match job.params {
+        PhaseParams::Eval(_) => job.output_dir.join("results.json").is_file(),
+        _ => job.output_dir.join("final").is_dir(),
     }
-    println!("\nphase      final checkpoint");
-    for (name, job) in &jobs {
-        let f = job.output_dir.join("final");
-        if f.is_dir() {
-            println!("{name:<10} {}", f.display());
+}
+
+/// Runs the steps in order, skipping those a previous run finished; an
+/// unfinished one resumes from its latest complete checkpoint (the phase
+/// commands do that themselves). A step whose configuration differs from the
+/// one the directory was made with is refused: its checkpoints belong to
+/// another configuration.
+pub fn run_all(
+    jobs: &[(String, PhaseJob)],
+    out: &Path,
+    tokenizer: Option<&Path>,
+) -> anyhow::Result<Vec<Outcome>> {
+    let configs = out.join("configs");
+    std::fs::create_dir_all(&configs)?;
+    let earlier = previous_seconds(out);
+    let mut outcomes = Vec::new();
+    for (name, job) in jobs {
+        let config = configs.join(format!("{name}.json"));
+        if let Ok(old) = PhaseJob::read(&config)
+            && old != *job
+        {
+            bail!(
+                "{} was made with another configuration of the {name} phase ({}); \
+                 use a new output directory",
+                out.display(),
+                config.display()
+            );
         }
+        let final_checkpoint =
+            (!matches!(job.params, PhaseParams::Eval(_))).then(|| job.output_dir.join("final"));
+        if finished(job) {
+            eprintln!("{name}: finished by an earlier run, skipped");
+            outcomes.push(Outcome {
+                name: name.clone(),
+                state: "Succeeded earlier",
+                seconds: earlier.get(name).copied(),
+                final_checkpoint,
+            });
+            continue;
+        }
+        let t = Instant::now();
+        run_phase(name, job, &configs, tokenizer)?;
+        let seconds = t.elapsed().as_secs_f64();
+        eprintln!("{name}: done in {seconds:.0}s");
+        outcomes.push(Outcome {
+            name: name.clone(),
+            state: "Succeeded",
+            seconds: Some(seconds),
+            final_checkpoint,
+        });
+    }
+    Ok(outcomes)
+}
+
+const STATUS_FILE: &str = "status.json";
+
+/// Step durations from the last run's `status.json`, for skipped steps.
+fn previous_seconds(out: &Path) -> std::collections::HashMap<String, f64> {
+    let v: Value = std::fs::read_to_string(out.join(STATUS_FILE))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null);
+    v["phases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| Some((p["name"].as_str()?.to_string(), p["seconds"].as_f64()?)))
+        .collect()
+}
+
+/// Prints the steps (state, duration, final checkpoint) and the pass@k
+/// table of the untrained model (`eval-base`) beside the trained one
+/// (`eval`), and writes the same to `<out>/status.json`.
+pub fn report(out: &Path, outcomes: &[Outcome], started: Instant) -> anyhow::Result<()> {
+    println!(
+        "\n{:<10} {:<18} {:>8}  final checkpoint",
+        "phase", "state", "time"
+    );
+    for o in outcomes {
+        let time = o.seconds.map_or_else(|| "-".into(), |s| format!("{s:.0}s"));
+        let ckpt = o
+            .final_checkpoint
+            .as_ref()
+            .filter(|f| f.is_dir())
+            .map_or_else(|| "-".into(), |f| f.display().to_string());
+        println!("{:<10} {:<18} {time:>8}  {ckpt}", o.name, o.state);
     }
     print_phase_signals(&out);
     let base = rates(&out.join("eval-base").join("results.json"));
@@ -393,5 +502,19 @@ pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
         out.display()
     );
+    let status = serde_json::json!({
+        "phases": outcomes.iter().map(|o| serde_json::json!({
+            "name": o.name,
+            "state": o.state,
+            "seconds": o.seconds,
+            "finalCheckpoint": o.final_checkpoint.as_ref().filter(|f| f.is_dir()),
+        })).collect::<Vec<_>>(),
+        "k": k,
+        "untrained": base.as_ref().map(|r| &r["overall"]),
+        "trained": fin.as_ref().map(|r| &r["overall"]),
+    });
+    let path = out.join(STATUS_FILE);
+    std::fs::write(&path, serde_json::to_string_pretty(&status)?)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
