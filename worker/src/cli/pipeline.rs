@@ -465,7 +465,7 @@ pub fn report(out: &Path, outcomes: &[Outcome], started: Instant) -> anyhow::Res
             .map_or_else(|| "-".into(), |f| f.display().to_string());
         println!("{:<10} {:<18} {time:>8}  {ckpt}", o.name, o.state);
     }
-    print_phase_signals(&out);
+    print_phase_signals(out);
     let base = rates(&out.join("eval-base").join("results.json"));
     let fin = rates(&out.join("eval").join("results.json"));
     let k = fin
