@@ -9,7 +9,7 @@
 use anyhow::{Context, bail};
 use tau2_api::job::{PhaseJob, PhaseParams, PhaseSummary};
 use tau2_api::phases::{GrpoParams, PhaseName};
-use tau2_train::checkpoint::Checkpoints;
+use tau2_train::checkpoint::{Checkpoints, StepRecord};
 use tau2_train::episodes::EpisodeRollouts;
 use tau2_train::eval::load_domains;
 use tau2_train::grpo::{self, GrpoConfig};
@@ -122,16 +122,7 @@ fn run_inner(args: &GrpoArgs, job: &PhaseJob) -> anyhow::Result<PhaseSummary> {
                     .collect();
                 (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
             };
-            let first_reward = o
-                .history
-                .first()
-                .and_then(|h| h.metrics.get("reward"))
-                .copied();
-            let last_reward = o
-                .history
-                .last()
-                .and_then(|h| h.metrics.get("reward"))
-                .copied();
+            let (first_reward, last_reward) = StepRecord::first_and_last(&o.history, "reward");
             let summary = serde_json::json!({
                 "phase": "grpo",
                 "attempt": attempt,

@@ -20,7 +20,7 @@ use tau2_api::job::{PhaseJob, PhaseSummary};
 use tau2_api::phases::{PhaseName, RetrainFrom, RftParams};
 use tau2_chat::ChatTokenizer;
 use tau2_model::Qwen3;
-use tau2_train::checkpoint::Checkpoints;
+use tau2_train::checkpoint::{Checkpoints, StepRecord};
 use tau2_train::eval::load_domains;
 use tau2_train::policy::{ModelGenerator, PolicyConfig};
 use tau2_train::progress::write_json_atomic;
@@ -211,11 +211,7 @@ fn retrain(
     let outcome = sft::train(&model, &data.sequences, &cfg, &checkpoints, &mut reporter);
     let result = match outcome {
         Ok(o) => {
-            let last = o
-                .history
-                .last()
-                .and_then(|h| h.metrics.get("loss"))
-                .copied();
+            let (_, last) = StepRecord::first_and_last(&o.history, "loss");
             let summary = serde_json::json!({
                 "phase": "rft",
                 "steps": o.steps,

@@ -7,7 +7,7 @@ use tau2_api::job::{Dtype, ENV_PHASE_CONFIG, PhaseJob, PhaseParams, PhaseSummary
 use tau2_bench::data::DataDir;
 use tau2_chat::ChatTokenizer;
 use tau2_model::Qwen3;
-use tau2_train::checkpoint::Checkpoints;
+use tau2_train::checkpoint::{Checkpoints, StepRecord};
 use tau2_train::demos::{GOLD_DATASET, gold_records, write_records};
 use tau2_train::progress::write_json_atomic;
 use tau2_train::sft::{self, SftConfig};
@@ -179,16 +179,7 @@ pub fn run_job(
     };
     let result = match outcome {
         Ok(o) => {
-            let first = o
-                .history
-                .first()
-                .and_then(|h| h.metrics.get("loss"))
-                .copied();
-            let last = o
-                .history
-                .last()
-                .and_then(|h| h.metrics.get("loss"))
-                .copied();
+            let (first, last) = StepRecord::first_and_last(&o.history, "loss");
             let summary = serde_json::json!({
                 "phase": "sft",
                 "attempt": attempt,

@@ -46,6 +46,14 @@ pub struct StepRecord {
     pub metrics: BTreeMap<String, f64>,
 }
 
+impl StepRecord {
+    /// `key` of the first and of the last step of `history` (for summaries).
+    pub fn first_and_last(history: &[StepRecord], key: &str) -> (Option<f64>, Option<f64>) {
+        let at = |r: Option<&StepRecord>| r.and_then(|r| r.metrics.get(key)).copied();
+        (at(history.first()), at(history.last()))
+    }
+}
+
 /// Everything besides tensors needed to continue exactly where a run
 /// stopped.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
