@@ -505,7 +505,8 @@ impl Default for Curriculum {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct GrpoParams {
-    /// Optimizer steps; each samples `tasksPerStep x samplesPerTask` fresh episodes.
+    /// Rollout steps; each samples `tasksPerStep x samplesPerTask` fresh episodes and then makes
+    /// `updateEpochs x miniBatches` optimizer updates on them (one in the recipe).
     #[schemars(range(min = 1))]
     pub steps: i32,
     /// Tasks per step.
@@ -515,6 +516,14 @@ pub struct GrpoParams {
     #[schemars(range(max = 64))]
     pub samples_per_task: i32,
     pub rollout: Rollout<GrpoDefaults>,
+    /// Passes over each step's episodes (PPO epochs). The recipe makes one, where the probability
+    /// ratio stays 1; more reuse each rollout, with the ratio to the rollout's policy clipped.
+    #[schemars(range(min = 1, max = 16))]
+    pub update_epochs: i32,
+    /// Optimizer updates per pass, each on an equal share of the step's episodes in a seeded
+    /// random order (the recipe's one = slime's global batch equal to the rollout batch).
+    #[schemars(range(min = 1, max = 64))]
+    pub mini_batches: i32,
     /// Lower clip of the probability ratio: ratios below `1 - clipLow` are clipped.
     #[schemars(range(min = 0.0, max = 1.0))]
     pub clip_low: f64,
@@ -545,6 +554,8 @@ impl Default for GrpoParams {
             tasks_per_step: 16,
             samples_per_task: 4,
             rollout: Rollout::default(),
+            update_epochs: 1,
+            mini_batches: 1,
             clip_low: 0.2,
             clip_high: 0.28,
             kl_coef: 0.01,

@@ -128,6 +128,11 @@ async fn invalid_pipelines_are_rejected_with_a_message_that_says_what_to_fix() -
             "phases.grpo.samplesPerTask must be at least 2",
         ),
         (
+            "more GRPO mini-batches than episodes",
+            json!({"spec": {"phases": {"grpo": {"tasksPerStep": 2, "samplesPerTask": 4, "miniBatches": 9}}}}),
+            "phases.grpo.miniBatches must not exceed phases.grpo.tasksPerStep x samplesPerTask",
+        ),
+        (
             "mock has no test split",
             json!({"spec": {"tau2": {"domains": ["mock"], "trainSplit": "base"}}}),
             "tau2.evalSplit must be a split every selected domain has",

@@ -351,6 +351,11 @@ impl<P: Default> Default for Phase<P> {
         "fieldPath": ".grpo.samplesPerTask",
     },
     {
+        "rule": "self.grpo.miniBatches <= self.grpo.tasksPerStep * self.grpo.samplesPerTask",
+        "message": "phases.grpo.miniBatches must not exceed phases.grpo.tasksPerStep x samplesPerTask: each mini-batch needs at least one episode",
+        "fieldPath": ".grpo.miniBatches",
+    },
+    {
         "rule": "self.sft.dataset.matches('^(hf://datasets/[^/]+/[^/]+/.+|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.+|file:///.+|builtin://gold)$')",
         "message": "phases.sft.dataset must be hf://datasets/<org>/<name>/<file>, pvc://<claim>/<path>, file:///<path> or builtin://gold",
         "fieldPath": ".sft.dataset",

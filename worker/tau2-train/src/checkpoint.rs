@@ -59,8 +59,12 @@ impl StepRecord {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct TrainState {
     pub phase: String,
-    /// Optimizer steps completed (also the scheduler's position).
+    /// Steps completed (also the scheduler's position).
     pub step: u64,
+    /// Optimizer updates completed (Adam's bias correction), where a step
+    /// makes more than one (GRPO reusing a rollout); absent: `step`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimizer_steps: Option<u64>,
     pub total_steps: u64,
     pub seed: u64,
     /// Examples (SFT) or tasks (GRPO) consumed so far.
@@ -302,7 +306,11 @@ impl Checkpoints {
     pub fn save(&self, model: &Qwen3, optimizer: &AdamW, state: &TrainState) -> Result<PathBuf> {
         let parent = self.steps_dir();
         let tmp = self.tmp_in(&parent, &format!("step-{}", state.step));
-        self.write_into(&tmp, model, Some(optimizer), state)?;
+        let state = TrainState {
+            optimizer_steps: (optimizer.steps() != state.step).then_some(optimizer.steps()),
+            ..state.clone()
+        };
+        self.write_into(&tmp, model, Some(optimizer), &state)?;
         let dst = self.step_dir(state.step);
         if dst.exists() {
             // Same step saved before (a resumed run re-saving): replace.
@@ -386,7 +394,8 @@ impl Checkpoints {
         tau2_model::load_weights(model, &found.dir)?;
         let opt = found.dir.join(OPTIMIZER_FILE);
         if opt.is_file() {
-            optimizer.load(&opt, found.state.step)?;
+            let steps = found.state.optimizer_steps.unwrap_or(found.state.step);
+            optimizer.load(&opt, steps)?;
         } else if !found.state.finished {
             return Err(TrainError::checkpoint(&found.dir, "no optimizer state"));
         }

@@ -1,16 +1,24 @@
 //! GRPO (recipe §5): per step, P tasks × G samples from the current
 //! policy; shaped rewards; group-normalised advantages over the valid
-//! samples (times the curriculum weight); then one optimizer step on the
+//! samples (times the curriculum weight); then optimizer updates on the
 //! clipped-ratio loss with a k3 KL to the frozen reference and an entropy
-//! bonus, each a per-sequence token mean averaged over the step's samples.
+//! bonus, each a per-sequence token mean averaged over the update's samples.
+//! The recipe makes one update per step on all its samples; `updateEpochs`
+//! passes of `miniBatches` updates each reuse a rollout (PPO epochs, or
+//! slime's global batch smaller than the rollout batch).
 //!
 //! Decisions where the recipe leaves room:
-//! - π_old is the current weights (detached), as slime recomputes "old"
-//!   log-probs with the rollout weights: one step per rollout makes the
-//!   ratio exactly 1 in value, so the clip is inactive but kept for
-//!   correctness if a step ever reuses rollouts. The sampler's own
-//!   log-probs (in [`Trajectory::logprobs`]) are only compared, as the
+//! - π_old is the rollout's weights, as slime recomputes "old" log-probs
+//!   with them: with one update per step that is the current weights
+//!   (detached), the ratio is exactly 1 in value and the clip inactive;
+//!   with more, they are computed once before the first update. The
+//!   sampler's own log-probs (in [`Trajectory::logprobs`], temperature 1)
+//!   are only compared with the trainer's at temperature 1, as the
 //!   `logprob_gap` metric.
+//! - A step in which no sample has a non-zero advantage (every group
+//!   solved, or failed, alike) makes no update, as DAPO drops such groups:
+//!   Adam would otherwise move the weights on momentum and on the KL and
+//!   entropy terms alone, magnified by its normalisation.
 //! - Log-probs, entropy and KL use logits divided by the rollout
 //!   temperature (slime and TRL do the same).
 //! - Invalid samples get advantage 0, are excluded from their group's
@@ -227,14 +235,27 @@ pub fn sample_loss(t: &SeqTerms, cfg: &LossConfig) -> Tensor {
     &t.pg - &t.entropy * cfg.entropy_coef + &t.kl * cfg.kl_coef
 }
 
-/// Log-probs `[n]` of the target tokens of a padded micro-batch (row-major)
-/// under `logits / temperature`, and the full-vocabulary entropy there.
+/// Per-token values over the targets of a padded micro-batch (row-major).
+pub struct TargetLogprobs {
+    /// Log-probs under `logits / temperature` (carry gradients).
+    pub logp: Tensor,
+    /// Full-vocabulary entropy there, when asked for.
+    pub entropy: Option<Tensor>,
+    /// Detached log-probs under the raw distribution (temperature 1, what
+    /// the sampler records), when asked for.
+    pub raw: Option<Tensor>,
+}
+
+/// Log-probs of the target tokens of a padded micro-batch under
+/// `logits / temperature`, optionally with the entropy there and the raw
+/// (temperature 1) log-probs.
 pub fn policy_logprobs(
     model: &Qwen3,
     p: &Padded,
     temperature: f64,
     with_entropy: bool,
-) -> Result<(Tensor, Option<Tensor>)> {
+    with_raw: bool,
+) -> Result<TargetLogprobs> {
     let attention = p.padded.then_some(&p.attention);
     let hidden = model.forward_hidden(&p.ids, attention, None, None)?;
     let t = p.ids.size()[1];
@@ -242,11 +263,98 @@ pub fn policy_logprobs(
     let rc = selected.nonzero();
     let flat = rc.select(1, 0) * t + rc.select(1, 1);
     let targets = p.ids.narrow(1, 1, t - 1).masked_select(&selected);
-    let logits = model.logits_at(&hidden, &flat).to_kind(Kind::Float) / temperature;
+    let raw_logits = model.logits_at(&hidden, &flat).to_kind(Kind::Float);
+    let logits = &raw_logits / temperature;
     let all = logits.log_softmax(-1, Kind::Float);
     let logp = all.gather(1, &targets.unsqueeze(1), false).squeeze_dim(1);
     let entropy = with_entropy.then(|| -(all.exp() * &all).sum_dim_intlist(-1, false, Kind::Float));
-    Ok((logp, entropy))
+    let raw = with_raw.then(|| {
+        let _guard = tch::no_grad_guard();
+        let z = raw_logits.detach();
+        z.gather(1, &targets.unsqueeze(1), false).squeeze_dim(1) - z.logsumexp([-1], false)
+    });
+    Ok(TargetLogprobs { logp, entropy, raw })
+}
+
+/// π_old for updates that reuse a rollout: each trajectory's per-token
+/// log-probs under the current weights at `temperature`, aligned with its
+/// ids (0 off the policy tokens, and everywhere for a sample that cannot
+/// be trained on).
+pub fn rollout_logprobs(
+    model: &Qwen3,
+    trajectories: &[Trajectory],
+    temperature: f64,
+    max_tokens_per_micro_batch: usize,
+) -> Result<Vec<Vec<f32>>> {
+    let _guard = tch::no_grad_guard();
+    let seqs = sequences(trajectories);
+    let lengths: Vec<usize> = seqs.iter().map(Sequence::len).collect();
+    let mut out: Vec<Vec<f32>> = trajectories
+        .iter()
+        .map(|t| vec![0.0; t.ids.len()])
+        .collect();
+    for mb in micro_batches(
+        &lengths,
+        &trainable(trajectories, &seqs),
+        max_tokens_per_micro_batch,
+    ) {
+        let rows: Vec<&Sequence> = mb.iter().map(|i| &seqs[*i]).collect();
+        let p = pad(&rows, 0, model.device());
+        let logp = policy_logprobs(model, &p, temperature, false, false)?.logp;
+        let mut values = Vec::<f32>::try_from(logp.to_device(tch::Device::Cpu))?.into_iter();
+        for &i in &mb {
+            let mask = &seqs[i].mask;
+            for (j, v) in out[i].iter_mut().enumerate().skip(1) {
+                if mask[j] {
+                    *v = values.next().unwrap_or(0.0);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn sequences(trajectories: &[Trajectory]) -> Vec<Sequence> {
+    trajectories
+        .iter()
+        .map(|t| Sequence {
+            ids: t.ids.clone(),
+            mask: t.policy_mask.clone(),
+        })
+        .collect()
+}
+
+/// The samples that enter the loss: valid, with policy tokens.
+fn trainable(trajectories: &[Trajectory], seqs: &[Sequence]) -> Vec<usize> {
+    (0..seqs.len())
+        .filter(|i| trajectories[*i].valid && seqs[*i].targets() > 0)
+        .collect()
+}
+
+/// The samples of each optimizer update of one step: `epochs` passes over
+/// `0..n`, each in a random order from `seed` (in order when the whole
+/// step is one update, as in the recipe) and cut into `mini_batches`
+/// near-equal parts.
+pub fn update_plan(n: usize, epochs: usize, mini_batches: usize, seed: u64) -> Vec<Vec<usize>> {
+    let parts = mini_batches.clamp(1, n.max(1));
+    let mut plan = Vec::with_capacity(epochs * parts);
+    for epoch in 0..epochs as u64 {
+        let mut order: Vec<usize> = (0..n).collect();
+        if epochs * parts > 1 {
+            let mut rng = Rng::new(seed ^ (epoch + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            for i in (1..n).rev() {
+                order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+            }
+        }
+        let mut rest = order.as_slice();
+        for k in 0..parts {
+            let size = n / parts + usize::from(k < n % parts);
+            let (part, tail) = rest.split_at(size);
+            plan.push(part.to_vec());
+            rest = tail;
+        }
+    }
+    plan
 }
 
 /// Sums over one step's trainable samples, for the metrics.
@@ -257,13 +365,29 @@ pub struct StepSums {
     pub pg: f64,
     pub kl: f64,
     pub entropy: f64,
-    /// Σ mean |π_old − sampler| log-prob per sample.
+    /// Σ over samples of the mean |trainer − sampler| raw (temperature 1)
+    /// log-prob of their policy tokens.
     pub logprob_gap: f64,
     /// Samples that entered the loss (valid, with policy tokens).
     pub trainable: usize,
     /// Tokens forwarded (padding excluded) and policy tokens among them.
     pub tokens: usize,
     pub policy_tokens: usize,
+}
+
+impl StepSums {
+    /// Adds an update's sums over `share` of the step's samples (its loss
+    /// is a mean over them).
+    fn absorb(&mut self, other: &StepSums, share: f64) {
+        self.loss += other.loss * share;
+        self.pg += other.pg;
+        self.kl += other.kl;
+        self.entropy += other.entropy;
+        self.logprob_gap += other.logprob_gap;
+        self.trainable += other.trainable;
+        self.tokens += other.tokens;
+        self.policy_tokens += other.policy_tokens;
+    }
 }
 
 /// One step's forward and backward over its rollouts, gradients left in the
@@ -296,16 +420,8 @@ pub fn accumulate_gradients(
     }
     let device = model.device();
     let batch = trajectories.len().max(1) as f64;
-    let seqs: Vec<Sequence> = trajectories
-        .iter()
-        .map(|t| Sequence {
-            ids: t.ids.clone(),
-            mask: t.policy_mask.clone(),
-        })
-        .collect();
-    let trainable: Vec<usize> = (0..seqs.len())
-        .filter(|i| trajectories[*i].valid && seqs[*i].targets() > 0)
-        .collect();
+    let seqs = sequences(trajectories);
+    let trainable = trainable(trajectories, &seqs);
     let lengths: Vec<usize> = seqs.iter().map(Sequence::len).collect();
     let mut sums = StepSums {
         trainable: trainable.len(),
@@ -314,12 +430,14 @@ pub fn accumulate_gradients(
     for mb in micro_batches(&lengths, &trainable, max_tokens_per_micro_batch) {
         let rows: Vec<&Sequence> = mb.iter().map(|i| &seqs[*i]).collect();
         let p = pad(&rows, 0, device);
-        let (logp, entropy) = policy_logprobs(model, &p, loss.temperature, true)?;
+        let TargetLogprobs { logp, entropy, raw } =
+            policy_logprobs(model, &p, loss.temperature, true, true)?;
         let entropy = entropy.unwrap_or_else(|| logp.zeros_like());
+        let raw = raw.unwrap_or_else(|| logp.detach());
         let ref_logp = match (reference, loss.kl_coef > 0.0) {
             (Some(r), true) => {
                 let _guard = tch::no_grad_guard();
-                Some(policy_logprobs(r, &p, loss.temperature, false)?.0)
+                Some(policy_logprobs(r, &p, loss.temperature, false, false)?.logp)
             }
             _ => None,
         };
@@ -337,6 +455,7 @@ pub fn accumulate_gradients(
         let lp = logp.split_with_sizes(sizes, 0);
         let ol = old_logp.split_with_sizes(sizes, 0);
         let en = entropy.split_with_sizes(sizes, 0);
+        let rw = raw.split_with_sizes(sizes, 0);
         let rl = ref_logp.as_ref().map(|r| r.split_with_sizes(sizes, 0));
         let mut mb_loss = Tensor::zeros([], (Kind::Float, device));
         for (row, &i) in mb.iter().enumerate() {
@@ -356,7 +475,7 @@ pub fn accumulate_gradients(
             let t = &trajectories[i];
             let sampled: Vec<f32> = policy_values(&t.logprobs, &t.policy_mask).collect();
             let sampled = Tensor::from_slice(&sampled).to_device(device);
-            sums.logprob_gap += (&ol[row] - sampled)
+            sums.logprob_gap += (&rw[row] - sampled)
                 .abs()
                 .mean(Kind::Float)
                 .double_value(&[]);
@@ -386,6 +505,9 @@ pub struct GrpoConfig {
     pub steps: u64,
     pub tasks_per_step: usize,
     pub samples_per_task: usize,
+    /// Passes over each step's samples, and optimizer updates per pass.
+    pub update_epochs: usize,
+    pub mini_batches: usize,
     pub loss: LossConfig,
     pub shaping: RewardShaping,
     pub curriculum: Curriculum,
@@ -410,10 +532,21 @@ impl GrpoConfig {
                 "samplesPerTask must be at least 2: a group of one has no advantage".into(),
             ));
         }
+        let tasks_per_step = positive("tasksPerStep", p.tasks_per_step)?;
+        let mini_batches = positive("miniBatches", p.mini_batches)?;
+        if mini_batches > tasks_per_step * samples {
+            return Err(TrainError::Config(format!(
+                "miniBatches ({mini_batches}) must not exceed tasksPerStep x samplesPerTask ({}): \
+                 each mini-batch needs at least one episode",
+                tasks_per_step * samples
+            )));
+        }
         Ok(Self {
             steps: positive("steps", p.steps)? as u64,
-            tasks_per_step: positive("tasksPerStep", p.tasks_per_step)?,
+            tasks_per_step,
             samples_per_task: samples,
+            update_epochs: positive("updateEpochs", p.update_epochs)?,
+            mini_batches,
             loss: LossConfig {
                 clip_low: p.clip_low,
                 clip_high: p.clip_high,
@@ -535,18 +668,68 @@ pub fn train(
             &mut curriculum,
         );
         let t1 = Instant::now();
-        let sums = accumulate_gradients(
-            model,
-            reference,
-            &trajectories,
-            &adv,
-            None,
-            &cfg.loss,
-            cfg.max_tokens_per_micro_batch,
-            &mut optimizer,
-        )?;
         let lr = schedule.lr(state.step);
-        let stats = optimizer.step(lr);
+        // The update order's own stream, apart from the rollouts'.
+        let seed = step_seed(cfg.seed, state.step) ^ 0x5851_F42D_4C95_7F2D;
+        let signal = adv.iter().any(|a| *a != 0.0);
+        let plan = if signal {
+            update_plan(
+                trajectories.len(),
+                cfg.update_epochs,
+                cfg.mini_batches,
+                seed,
+            )
+        } else {
+            Vec::new()
+        };
+        let old = if plan.len() > 1 {
+            Some(rollout_logprobs(
+                model,
+                &trajectories,
+                cfg.loss.temperature,
+                cfg.max_tokens_per_micro_batch,
+            )?)
+        } else {
+            None
+        };
+        // Metrics come from the first pass, which sees every sample once.
+        let first_pass = plan.len() / cfg.update_epochs.max(1);
+        let mut sums = StepSums::default();
+        let (mut grad_norm, mut tokens) = (0.0, 0);
+        for (u, part) in plan.iter().enumerate() {
+            let pick = |v: &[f64]| part.iter().map(|i| v[*i]).collect::<Vec<_>>();
+            let (part_trajectories, part_old);
+            let (ts, olds) = if part.len() == trajectories.len() && plan.len() == 1 {
+                (trajectories.as_slice(), None)
+            } else {
+                part_trajectories = part
+                    .iter()
+                    .map(|i| trajectories[*i].clone())
+                    .collect::<Vec<_>>();
+                part_old = old
+                    .as_ref()
+                    .map(|o| part.iter().map(|i| o[*i].clone()).collect::<Vec<_>>());
+                (part_trajectories.as_slice(), part_old.as_deref())
+            };
+            let part_sums = accumulate_gradients(
+                model,
+                reference,
+                ts,
+                &pick(&adv),
+                olds,
+                &cfg.loss,
+                cfg.max_tokens_per_micro_batch,
+                &mut optimizer,
+            )?;
+            grad_norm += optimizer.step(lr).grad_norm / plan.len() as f64;
+            tokens += part_sums.tokens;
+            if u < first_pass {
+                sums.absorb(
+                    &part_sums,
+                    part.len() as f64 / trajectories.len().max(1) as f64,
+                );
+            }
+        }
         state.step += 1;
         state.data_position += step_tasks.len() as u64;
         let n = trajectories.len().max(1) as f64;
@@ -571,15 +754,13 @@ pub fn train(
             ),
             ("logprob_gap".to_string(), sums.logprob_gap / nt),
             ("policy_tokens".to_string(), sums.policy_tokens as f64),
-            ("grad_norm".to_string(), stats.grad_norm),
+            ("grad_norm".to_string(), grad_norm),
+            ("updates".to_string(), plan.len() as f64),
             ("lr".to_string(), lr),
         ]);
         let train_secs = t1.elapsed().as_secs_f64().max(1e-9);
         let timing = BTreeMap::from([
-            (
-                "tokens_per_second".to_string(),
-                sums.tokens as f64 / train_secs,
-            ),
+            ("tokens_per_second".to_string(), tokens as f64 / train_secs),
             ("rollout_seconds".to_string(), rollout_secs),
             (
                 "episodes_per_second".to_string(),
@@ -633,6 +814,54 @@ mod tests {
             group_advantages(&[1.0, 0.0], &[false, false]),
             vec![0.0, 0.0]
         );
+    }
+
+    #[test]
+    fn update_plan_cuts_each_pass_into_near_equal_shuffled_parts() {
+        // The recipe's single update: every sample, in order.
+        assert_eq!(update_plan(5, 1, 1, 3), vec![vec![0, 1, 2, 3, 4]]);
+        let plan = update_plan(10, 2, 3, 3);
+        assert_eq!(plan.len(), 6);
+        for pass in plan.chunks(3) {
+            let sizes: Vec<usize> = pass.iter().map(Vec::len).collect();
+            assert_eq!(sizes, [4, 3, 3]);
+            let mut all: Vec<usize> = pass.concat();
+            all.sort_unstable();
+            assert_eq!(
+                all,
+                (0..10).collect::<Vec<_>>(),
+                "each pass sees every sample once"
+            );
+        }
+        assert_ne!(plan[0..3].concat(), plan[3..6].concat(), "passes reshuffle");
+        assert_eq!(plan, update_plan(10, 2, 3, 3), "seeded");
+        assert_ne!(plan, update_plan(10, 2, 3, 4));
+        // More mini-batches than samples: one sample each.
+        assert_eq!(update_plan(2, 1, 5, 0).len(), 2);
+    }
+
+    #[test]
+    fn config_rejects_more_mini_batches_than_episodes() {
+        let p = GrpoParams {
+            tasks_per_step: 2,
+            samples_per_task: 3,
+            mini_batches: 7,
+            ..GrpoParams::default()
+        };
+        let e = GrpoConfig::from_params(&p, 0).expect_err("7 > 6");
+        assert!(
+            e.to_string().contains("miniBatches (7) must not exceed"),
+            "{e}"
+        );
+        let ok = GrpoConfig::from_params(
+            &GrpoParams {
+                mini_batches: 6,
+                ..p
+            },
+            0,
+        )
+        .expect("6");
+        assert_eq!((ok.update_epochs, ok.mini_batches), (1, 6));
     }
 
     #[test]

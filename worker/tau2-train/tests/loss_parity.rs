@@ -26,7 +26,7 @@ use tau2_api::phases::{Curriculum, RewardShaping};
 use tau2_model::Qwen3;
 use tau2_model::checkpoint::{self, SaveOptions};
 use tau2_model::init::{random_model, tiny_config};
-use tau2_train::batch::{Sequence, pad};
+use tau2_train::batch::Sequence;
 use tau2_train::grpo::{self, CurriculumState, LossConfig};
 use tau2_train::optim::{AdamW, AdamWConfig};
 use tau2_train::sft;
@@ -107,27 +107,6 @@ fn zero_grads(model: &Qwen3) {
     }
 }
 
-/// The policy's current log-prob of every token of `t` (0 at non-targets).
-fn current_logprobs(model: &Qwen3, t: &Trajectory, temperature: f64) -> Vec<f32> {
-    let _g = tch::no_grad_guard();
-    let seq = Sequence {
-        ids: t.ids.clone(),
-        mask: t.policy_mask.clone(),
-    };
-    let p = pad(&[&seq], 0, Device::Cpu);
-    let (logp, _) = grpo::policy_logprobs(model, &p, temperature, false).expect("logprobs");
-    let mut values = Vec::<f32>::try_from(logp).expect("f32").into_iter();
-    (0..t.ids.len())
-        .map(|j| {
-            if j > 0 && t.policy_mask[j] {
-                values.next().unwrap_or(0.0)
-            } else {
-                0.0
-            }
-        })
-        .collect()
-}
-
 #[test]
 #[ignore = "needs transformers (TAU2_MODEL_REFERENCE_PYTHON); run by tests/run.sh"]
 fn sft_and_grpo_losses_and_gradients_match_pytorch() {
@@ -191,10 +170,13 @@ fn sft_and_grpo_losses_and_gradients_match_pytorch() {
         // π_old = current − δ: ratios e^δ of 1.82, 0.55, 1.05, 0.95, 1.35, 0.74
         // cycle over the tokens, so the clip binds on both sides.
         let deltas = [0.6f32, -0.6, 0.05, -0.05, 0.3, -0.3];
+        let current =
+            grpo::rollout_logprobs(&model, &trajs, loss.temperature, 40).expect("logprobs");
         let old: Vec<Vec<f32>> = trajs
             .iter()
-            .map(|t| {
-                current_logprobs(&model, t, loss.temperature)
+            .zip(&current)
+            .map(|(t, current)| {
+                current
                     .iter()
                     .enumerate()
                     .map(|(j, l)| {

@@ -172,6 +172,8 @@ fn grpo_cfg(steps: u64, tasks: usize, samples: usize, lr: f64) -> GrpoConfig {
         steps,
         tasks_per_step: tasks,
         samples_per_task: samples,
+        update_epochs: 1,
+        mini_batches: 1,
         loss: LossConfig {
             clip_low: 0.2,
             clip_high: 0.28,
@@ -215,82 +217,64 @@ fn seq_logprob(m: &Qwen3, t: &Trajectory) -> f64 {
 
 #[test]
 fn grpo_step_moves_toward_positive_advantage() {
-    let good = traj("t", 0, vec![1, 5, 6, 7, 8, 9], 3, 1.0);
-    let bad = traj("t", 1, vec![1, 5, 6, 20, 21, 22], 3, 0.0);
-    let policy = model(9);
-    let reference = model(9);
-    let (g0, b0) = (seq_logprob(&policy, &good), seq_logprob(&policy, &bad));
-    let pair = vec![good.clone(), bad.clone()];
-    let mut rollouts = move |_: &Qwen3, _: &[TaskRef], _: usize, _: u64| Ok(pair.clone());
-    let dir = tempfile::tempdir().expect("tmp");
-    let ck = Checkpoints::open(dir.path().join("grpo"), 1).expect("ck");
-    let tasks = [TaskRef {
-        domain: Domain::Mock,
-        task_id: "t".into(),
-    }];
-    let out = grpo::train(
-        &policy,
-        Some(&reference),
-        &tasks,
-        &mut rollouts,
-        &grpo_cfg(1, 1, 2, 1e-3),
-        &ck,
-        &mut NoProgress,
-    )
-    .expect("grpo");
-    let (g1, b1) = (seq_logprob(&policy, &good), seq_logprob(&policy, &bad));
-    assert!(g1 > g0, "good sample's logprob {g0} -> {g1}");
-    assert!(b1 < b0, "bad sample's logprob {b0} -> {b1}");
-    let m = &out.history[0].metrics;
+    let (dg, db, m, _) = one_pair_step(&grpo_cfg(1, 1, 2, 1e-3), 1.0);
+    assert!(dg > 0.0, "good sample's logprob moved by {dg}");
+    assert!(db < 0.0, "bad sample's logprob moved by {db}");
     assert!((m["reward"] - 0.5).abs() < 1e-12);
     assert!(m["kl"].abs() < 1e-9, "policy == reference before the step");
 }
 
-/// Toy bandit: from prompt [1, 2] the policy samples 2 tokens; reward 1
-/// when the first sampled token is even. GRPO must raise the mean reward.
-#[test]
-fn grpo_raises_the_mean_reward_on_a_toy_reward() {
-    let policy = model(21);
-    let reference = model(21);
-    let tasks: Vec<TaskRef> = (0..4)
+fn bandit_tasks() -> Vec<TaskRef> {
+    (0..4)
         .map(|i| TaskRef {
             domain: Domain::Mock,
             task_id: format!("t{i}"),
         })
-        .collect();
-    let mut rollouts = |m: &Qwen3, tasks: &[TaskRef], g: usize, seed: u64| {
-        let mut rng = Rng::new(seed);
-        let mut out = Vec::new();
-        for task in tasks {
-            for s in 0..g {
-                let mut ids: Vec<u32> = vec![1, 2];
-                for _ in 0..2 {
-                    let x =
-                        Tensor::from_slice(&ids.iter().map(|i| i64::from(*i)).collect::<Vec<_>>())
-                            .view([1, -1]);
-                    let logits = m.forward(&x, None, None, None).map_err(|e| e.to_string())?;
-                    let probs = logits.select(1, -1).softmax(-1, Kind::Double).view([-1]);
-                    let probs = Vec::<f64>::try_from(probs).map_err(|e| e.to_string())?;
-                    let u = rng.uniform();
-                    let mut acc = 0.0;
-                    let mut pick = probs.len() - 1;
-                    for (i, p) in probs.iter().enumerate() {
-                        acc += p;
-                        if u < acc {
-                            pick = i;
-                            break;
-                        }
+        .collect()
+}
+
+/// Toy bandit: from prompt [1, 2] the policy samples 2 tokens; reward 1
+/// when the first sampled token is even.
+fn bandit(m: &Qwen3, tasks: &[TaskRef], g: usize, seed: u64) -> Result<Vec<Trajectory>, String> {
+    let mut rng = Rng::new(seed);
+    let mut out = Vec::new();
+    for task in tasks {
+        for s in 0..g {
+            let mut ids: Vec<u32> = vec![1, 2];
+            for _ in 0..2 {
+                let x = Tensor::from_slice(&ids.iter().map(|i| i64::from(*i)).collect::<Vec<_>>())
+                    .view([1, -1]);
+                let logits = m.forward(&x, None, None, None).map_err(|e| e.to_string())?;
+                let probs = logits.select(1, -1).softmax(-1, Kind::Double).view([-1]);
+                let probs = Vec::<f64>::try_from(probs).map_err(|e| e.to_string())?;
+                let u = rng.uniform();
+                let mut acc = 0.0;
+                let mut pick = probs.len() - 1;
+                for (i, p) in probs.iter().enumerate() {
+                    acc += p;
+                    if u < acc {
+                        pick = i;
+                        break;
                     }
-                    ids.push(pick as u32);
                 }
-                let reward = if ids[2].is_multiple_of(2) { 1.0 } else { 0.0 };
-                let mut t = traj(&task.task_id, s as u32, ids, 2, reward);
-                t.domain = task.domain;
-                out.push(t);
+                ids.push(pick as u32);
             }
+            let reward = if ids[2].is_multiple_of(2) { 1.0 } else { 0.0 };
+            let mut t = traj(&task.task_id, s as u32, ids, 2, reward);
+            t.domain = task.domain;
+            out.push(t);
         }
-        Ok(out)
-    };
+    }
+    Ok(out)
+}
+
+/// GRPO must raise the bandit's mean reward.
+#[test]
+fn grpo_raises_the_mean_reward_on_a_toy_reward() {
+    let policy = model(21);
+    let reference = model(21);
+    let tasks = bandit_tasks();
+    let mut rollouts = bandit;
     let dir = tempfile::tempdir().expect("tmp");
     let ck = Checkpoints::open(dir.path().join("grpo"), 1).expect("ck");
     let out = grpo::train(
@@ -308,4 +292,181 @@ fn grpo_raises_the_mean_reward_on_a_toy_reward() {
     let last = r[r.len() - 5..].iter().sum::<f64>() / 5.0;
     eprintln!("GRPO mean reward {first:.3} -> {last:.3}: {r:?}");
     assert!(last > first + 0.2, "{r:?}");
+}
+
+/// The good/bad pair of `grpo_step_moves_toward_positive_advantage` trained
+/// for one step with `cfg`; returns the change of the good sample's log-prob
+/// and the step's metrics.
+fn one_pair_step(
+    cfg: &GrpoConfig,
+    good_reward: f64,
+) -> (f64, f64, std::collections::BTreeMap<String, f64>, Qwen3) {
+    let good = traj("t", 0, vec![1, 5, 6, 7, 8, 9], 3, good_reward);
+    let bad = traj("t", 1, vec![1, 5, 6, 20, 21, 22], 3, 0.0);
+    let policy = model(9);
+    let reference = model(9);
+    let (g0, b0) = (seq_logprob(&policy, &good), seq_logprob(&policy, &bad));
+    let pair = vec![good.clone(), bad.clone()];
+    let mut rollouts = move |_: &Qwen3, _: &[TaskRef], _: usize, _: u64| Ok(pair.clone());
+    let dir = tempfile::tempdir().expect("tmp");
+    let ck = Checkpoints::open(dir.path().join("grpo"), 1).expect("ck");
+    let tasks = [TaskRef {
+        domain: Domain::Mock,
+        task_id: "t".into(),
+    }];
+    let out = grpo::train(
+        &policy,
+        Some(&reference),
+        &tasks,
+        &mut rollouts,
+        cfg,
+        &ck,
+        &mut NoProgress,
+    )
+    .expect("grpo");
+    let (g1, b1) = (seq_logprob(&policy, &good), seq_logprob(&policy, &bad));
+    (g1 - g0, b1 - b0, out.history[0].metrics.clone(), policy)
+}
+
+#[test]
+fn several_updates_reuse_a_rollout_and_the_clip_bounds_them() {
+    // A small lr, so that the ratios stay inside the clip range.
+    let single = grpo_cfg(1, 1, 2, 1e-4);
+    let (dg1, db1, m1, _) = one_pair_step(&single, 1.0);
+    assert_eq!(m1["updates"], 1.0);
+    // 6 passes over the rollout: the first is the single update's.
+    let several = GrpoConfig {
+        update_epochs: 6,
+        ..single.clone()
+    };
+    let (dg6, db6, m6, _) = one_pair_step(&several, 1.0);
+    assert_eq!(m6["updates"], 6.0);
+    assert!(
+        dg6 > dg1 && db6 < db1,
+        "6 updates move further: good {dg1} / {dg6}, bad {db1} / {db6}"
+    );
+    for k in ["loss", "pg_loss", "entropy", "kl"] {
+        assert!((m6[k] - m1[k]).abs() < 1e-6, "{k}: {m1:?} {m6:?}");
+    }
+    // 3 passes of 2 mini-batches (one sample each) are 6 updates too.
+    let halves = GrpoConfig {
+        update_epochs: 3,
+        mini_batches: 2,
+        ..single.clone()
+    };
+    let (dgh, dbh, mh, _) = one_pair_step(&halves, 1.0);
+    assert_eq!(mh["updates"], 6.0);
+    assert!(
+        dgh > dg1 && dbh < db1,
+        "good {dg1} / {dgh}, bad {db1} / {dbh}"
+    );
+    // With a large lr the clip stops the push once a sample's ratio to the
+    // rollout policy leaves [1 − ε_low, 1 + ε_high] (per token, so the
+    // sequence's log-ratio is bounded by its length times the clip while
+    // the unclipped objective keeps pushing).
+    let unclipped = GrpoConfig {
+        learning_rate: 3e-2,
+        loss: LossConfig {
+            clip_low: 10.0,
+            clip_high: 10.0,
+            ..several.loss
+        },
+        ..several.clone()
+    };
+    let clipped = GrpoConfig {
+        learning_rate: 3e-2,
+        ..several
+    };
+    let (dg_free, _, _, _) = one_pair_step(&unclipped, 1.0);
+    let (dg_clip, _, _, _) = one_pair_step(&clipped, 1.0);
+    assert!(
+        dg_clip < dg_free,
+        "clipped {dg_clip} vs unclipped {dg_free}"
+    );
+}
+
+#[test]
+fn a_step_without_advantage_makes_no_update() {
+    // Both samples fail: equal rewards, zero advantages, no update even
+    // though the KL and entropy terms have gradients.
+    let cfg = GrpoConfig {
+        update_epochs: 2,
+        ..grpo_cfg(1, 1, 2, 1e-2)
+    };
+    let (dg, db, m, policy) = one_pair_step(&cfg, 0.0);
+    assert_eq!((dg, db), (0.0, 0.0));
+    assert_eq!(m["updates"], 0.0);
+    for ((n, a), (_, b)) in policy
+        .named_parameters()
+        .iter()
+        .zip(model(9).named_parameters().iter())
+    {
+        assert!(a.equal(b), "{n} moved");
+    }
+}
+
+#[test]
+fn a_grpo_run_with_several_updates_per_step_resumes_exactly() {
+    let cfg = GrpoConfig {
+        update_epochs: 2,
+        mini_batches: 3,
+        save_every_steps: 2,
+        curriculum: Curriculum::default(),
+        ..grpo_cfg(6, 2, 6, 3e-3)
+    };
+    let tasks = bandit_tasks();
+    let run = |policy: &Qwen3, cfg: &GrpoConfig, ck: &Checkpoints| {
+        let mut rollouts = bandit;
+        grpo::train(
+            policy,
+            Some(&model(21)),
+            &tasks,
+            &mut rollouts,
+            cfg,
+            ck,
+            &mut NoProgress,
+        )
+        .expect("grpo")
+    };
+    let straight_dir = tempfile::tempdir().expect("tmp");
+    let ck = Checkpoints::open(straight_dir.path().join("grpo"), 2).expect("ck");
+    let straight = run(&model(21), &cfg, &ck);
+    assert_eq!(straight.steps, 6);
+    assert!(
+        straight
+            .history
+            .iter()
+            .all(|h| h.metrics["updates"] == 6.0 || h.metrics["updates"] == 0.0)
+    );
+    assert!(straight.history.iter().any(|h| h.metrics["updates"] == 6.0));
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("grpo");
+    // "Killed" after 5 steps: the newest complete checkpoint is step 4.
+    let ck = Checkpoints::open(&out, 2).expect("ck");
+    run(
+        &model(21),
+        &GrpoConfig {
+            stop_after_steps: Some(5),
+            ..cfg.clone()
+        },
+        &ck,
+    );
+    let resumed = run(
+        &model(77),
+        &cfg,
+        &Checkpoints::open(&out, 2).expect("reopen"),
+    );
+    assert_eq!(resumed.resumed_from, Some(4));
+    assert_eq!(
+        resumed.history, straight.history,
+        "same rewards, losses and curriculum"
+    );
+    let (a, b) = (
+        weights(&straight_dir.path().join("grpo/final")),
+        weights(&out.join("final")),
+    );
+    for ((n, x), (_, y)) in a.iter().zip(&b) {
+        assert!(x.equal(y), "{n} differs");
+    }
 }
