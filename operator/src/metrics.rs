@@ -50,12 +50,12 @@ use prometheus::{
 };
 use prometheus::{GaugeVec, core::Collector};
 use tau2_api::bench::Domain;
-use tau2_api::crd::{PipelinePhase, Tau2Pipeline, Tau2PipelineStatus};
+use tau2_api::crd::{EvalResults, PassRates, PipelinePhase, Tau2Pipeline, Tau2PipelineStatus};
 use tau2_api::phases::PhaseName;
 
 use crate::controller::Hooks;
 use crate::error::Error;
-use crate::progress::store::{EvalReport, PassRates, PhaseReport};
+use crate::progress::store::PhaseReport;
 use crate::progress::{PipelineKey, Rejection};
 
 /// The worker metrics exported as gauges: (name in reports, metric name, help).
@@ -417,7 +417,7 @@ impl Metrics {
         }
     }
 
-    fn observe_results(&self, key: &PipelineKey, results: &EvalReport) {
+    fn observe_results(&self, key: &PipelineKey, results: &EvalResults) {
         let set = |domain: &str, rates: &PassRates| {
             let labels = [key.namespace.as_str(), key.name.as_str(), domain];
             let i = &self.inner;
@@ -431,10 +431,8 @@ impl Metrics {
                 .set(rates.average_reward);
         };
         set(ALL_DOMAINS, &results.overall);
-        for rates in &results.domains {
-            if let Some(domain) = rates.domain {
-                set(domain.as_str(), rates);
-            }
+        for d in &results.domains {
+            set(d.domain.as_str(), &d.rates);
         }
     }
 
@@ -584,6 +582,7 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
     use tau2_api::bench::Split;
+    use tau2_api::crd::DomainPassRates;
 
     fn key(name: &str) -> PipelineKey {
         PipelineKey {
@@ -593,9 +592,8 @@ mod tests {
         }
     }
 
-    fn rates(domain: Option<Domain>) -> PassRates {
+    fn rates() -> PassRates {
         PassRates {
-            domain,
             tasks: 20,
             pass_at1: 0.35,
             pass_at1_unbiased: 0.36,
@@ -699,12 +697,17 @@ mod tests {
     fn results_are_per_domain_and_forgetting_removes_every_series() -> TestResult {
         let m = Metrics::new()?;
         let mut eval = report();
-        eval.results = Some(EvalReport {
+        eval.results = Some(EvalResults {
             split: Split::Test,
             k: 4,
             samples_per_task: 4,
-            overall: rates(None),
-            domains: vec![rates(Some(Domain::Airline)), rates(Some(Domain::Retail))],
+            overall: rates(),
+            domains: [Domain::Airline, Domain::Retail]
+                .map(|domain| DomainPassRates {
+                    domain,
+                    rates: rates(),
+                })
+                .into(),
         });
         m.observe_phase(&key("a"), PhaseName::Eval, &eval);
         m.observe_phase(&key("b"), PhaseName::Sft, &report());

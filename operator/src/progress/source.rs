@@ -11,10 +11,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::PipelineKey;
-use super::store::{self, CheckpointState, EvalReport, PassRates, PhaseReport, ProgressStore};
+use super::store::{self, CheckpointState, PhaseReport, ProgressStore};
 use crate::reconcile::progress_view::{
-    self as view, CheckpointView, FinishedView, PassRatesView, PhaseProgressView, ProgressSource,
-    ResultsView,
+    self as view, CheckpointView, FinishedView, PhaseProgressView, ProgressSource,
 };
 
 fn key(namespace: &str, name: &str, uid: &str) -> PipelineKey {
@@ -64,7 +63,7 @@ fn phase_view(r: &PhaseReport) -> PhaseProgressView {
         metrics: r.metrics.clone(),
         updated: time_of(r.reported_unix_millis),
         checkpoints: r.checkpoints.iter().map(checkpoint_view).collect(),
-        results: r.results.as_ref().map(results_view),
+        results: r.results.clone(),
         finished: r.finished.as_ref().map(|f| FinishedView {
             succeeded: f.succeeded,
             message: f.message.clone(),
@@ -78,29 +77,6 @@ fn checkpoint_view(c: &CheckpointState) -> CheckpointView {
         path: c.path.clone(),
         r#final: c.r#final,
         time: time_of(c.unix_millis),
-    }
-}
-
-fn results_view(r: &EvalReport) -> ResultsView {
-    ResultsView {
-        split: r.split.as_str().to_owned(),
-        k: r.k,
-        samples_per_task: r.samples_per_task,
-        overall: rates_view(&r.overall),
-        domains: r.domains.iter().map(rates_view).collect(),
-    }
-}
-
-fn rates_view(r: &PassRates) -> PassRatesView {
-    PassRatesView {
-        domain: r.domain.map(|d| d.as_str().to_owned()).unwrap_or_default(),
-        tasks: r.tasks,
-        pass_at1: r.pass_at1,
-        pass_at1_unbiased: r.pass_at1_unbiased,
-        pass_at_k: r.pass_at_k,
-        pass_at_k_unbiased: r.pass_at_k_unbiased,
-        pass_hat_k: r.pass_hat_k,
-        average_reward: r.average_reward,
     }
 }
 

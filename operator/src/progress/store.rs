@@ -16,9 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tau2_api::bench::{Domain, Split};
-use tau2_api::crd::{
-    CheckpointRecord, DomainPassRates, EvalResults, PassRates as StatusPassRates, PhaseProgress,
-};
+use tau2_api::crd::{CheckpointRecord, DomainPassRates, EvalResults, PassRates, PhaseProgress};
 use tau2_api::phases::PhaseName;
 use tau2_api::progress::{self as proto, ProgressReport, progress_report::Event};
 use tokio::sync::mpsc;
@@ -141,65 +139,6 @@ impl CheckpointState {
     }
 }
 
-/// Pass rates of one domain (`domain: None`) or of all of them, as reported.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PassRates {
-    pub domain: Option<Domain>,
-    pub tasks: u32,
-    pub pass_at1: f64,
-    pub pass_at1_unbiased: f64,
-    pub pass_at_k: f64,
-    pub pass_at_k_unbiased: f64,
-    pub pass_hat_k: f64,
-    pub average_reward: f64,
-}
-
-impl PassRates {
-    fn to_status(&self) -> StatusPassRates {
-        StatusPassRates {
-            tasks: i32::try_from(self.tasks).unwrap_or(i32::MAX),
-            pass_at1: self.pass_at1,
-            pass_at1_unbiased: self.pass_at1_unbiased,
-            pass_at_k: self.pass_at_k,
-            pass_at_k_unbiased: self.pass_at_k_unbiased,
-            pass_hat_k: self.pass_hat_k,
-            average_reward: self.average_reward,
-        }
-    }
-}
-
-/// Evaluation results, as reported (validated).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EvalReport {
-    pub split: Split,
-    pub k: u32,
-    pub samples_per_task: u32,
-    pub overall: PassRates,
-    pub domains: Vec<PassRates>,
-}
-
-impl EvalReport {
-    /// The status' `results`.
-    pub fn to_status(&self) -> EvalResults {
-        EvalResults {
-            split: self.split,
-            k: i32::try_from(self.k).unwrap_or(i32::MAX),
-            samples_per_task: i32::try_from(self.samples_per_task).unwrap_or(i32::MAX),
-            overall: self.overall.to_status(),
-            domains: self
-                .domains
-                .iter()
-                .filter_map(|d| {
-                    Some(DomainPassRates {
-                        domain: d.domain?,
-                        rates: d.to_status(),
-                    })
-                })
-                .collect(),
-        }
-    }
-}
-
 /// The worker said the phase ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FinishedState {
@@ -221,7 +160,8 @@ pub struct PhaseReport {
     pub metrics: BTreeMap<String, f64>,
     /// Complete checkpoints, oldest first, at most [`MAX_CHECKPOINTS`]; kept across attempts.
     pub checkpoints: Vec<CheckpointState>,
-    pub results: Option<EvalReport>,
+    /// Validated evaluation results, in the status' shape.
+    pub results: Option<EvalResults>,
     pub finished: Option<FinishedState>,
     /// The worker's time of the last accepted report, in Unix milliseconds.
     pub reported_unix_millis: i64,
@@ -291,7 +231,7 @@ enum Valid {
         dropped: usize,
     },
     Checkpoint(CheckpointState),
-    Results(EvalReport),
+    Results(EvalResults),
     Finished(FinishedState),
 }
 
@@ -481,7 +421,7 @@ fn is_safe_relative_path(path: &str) -> bool {
             .all(|c| !c.is_empty() && c != "..")
 }
 
-fn validate_results(r: &proto::Results) -> Result<EvalReport, &'static str> {
+fn validate_results(r: &proto::Results) -> Result<EvalResults, &'static str> {
     const SPLITS: [Split; 5] = [
         Split::Train,
         Split::Test,
@@ -503,31 +443,39 @@ fn validate_results(r: &proto::Results) -> Result<EvalReport, &'static str> {
     if !overall.domain.is_empty() {
         return Err("the overall rates name a domain");
     }
-    let overall = validate_rates(overall, None)?;
+    let overall = validate_rates(overall)?;
     if r.domains.len() > MAX_DOMAINS {
         return Err("too many domains");
     }
-    let mut domains = Vec::with_capacity(r.domains.len());
+    let mut domains: Vec<DomainPassRates> = Vec::with_capacity(r.domains.len());
     for rates in &r.domains {
         let domain = Domain::ALL
             .into_iter()
             .find(|d| d.as_str() == rates.domain)
             .ok_or("unknown domain")?;
-        if domains.iter().any(|d: &PassRates| d.domain == Some(domain)) {
+        if domains.iter().any(|d| d.domain == domain) {
             return Err("a domain appears twice");
         }
-        domains.push(validate_rates(rates, Some(domain))?);
+        domains.push(DomainPassRates {
+            domain,
+            rates: validate_rates(rates)?,
+        });
     }
-    Ok(EvalReport {
+    Ok(EvalResults {
         split,
-        k: r.k,
-        samples_per_task: r.samples_per_task,
+        k: bounded(r.k),
+        samples_per_task: bounded(r.samples_per_task),
         overall,
         domains,
     })
 }
 
-fn validate_rates(r: &proto::PassRates, domain: Option<Domain>) -> Result<PassRates, &'static str> {
+/// A count already checked to be at most [`MAX_TASKS`], as the status' i32.
+fn bounded(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn validate_rates(r: &proto::PassRates) -> Result<PassRates, &'static str> {
     if r.tasks == 0 || r.tasks > MAX_TASKS {
         return Err("tasks must be 1 or more");
     }
@@ -543,8 +491,7 @@ fn validate_rates(r: &proto::PassRates, domain: Option<Domain>) -> Result<PassRa
         return Err("a rate is outside [0, 1]");
     }
     Ok(PassRates {
-        domain,
-        tasks: r.tasks,
+        tasks: bounded(r.tasks),
         pass_at1: r.pass_at1,
         pass_at1_unbiased: r.pass_at1_unbiased,
         pass_at_k: r.pass_at_k,

@@ -387,7 +387,7 @@ fn bad_results_are_refused() {
 }
 
 #[test]
-fn results_convert_to_status() -> TestResult {
+fn results_are_validated_into_the_status_shape() -> TestResult {
     let mut s = PipelineProgress::default();
     let change = apply(&mut s, &report("eval", 1, 1, Event::Results(results())))?;
     assert_eq!(change.kind, ChangeKind::Results);
@@ -395,7 +395,7 @@ fn results_convert_to_status() -> TestResult {
         .phase(PhaseName::Eval)
         .and_then(|p| p.results.as_ref())
         .ok_or("results")?
-        .to_status();
+        .clone();
     assert_eq!(
         (status.split, status.k, status.samples_per_task),
         (Split::Test, 4, 4)

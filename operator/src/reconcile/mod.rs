@@ -29,17 +29,16 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use serde::Deserialize;
-use tau2_api::bench::{Domain, Split};
 use tau2_api::crd::{
-    CheckpointRecord, DomainPassRates, EvalResults, PassRates, PhaseProgress, PhaseState,
-    PhaseStatus, PipelinePhase, Tau2Pipeline, Tau2PipelineStatus,
+    CheckpointRecord, EvalResults, PhaseProgress, PhaseState, PhaseStatus, PipelinePhase,
+    Tau2Pipeline, Tau2PipelineStatus,
 };
 use tau2_api::job::PhaseSummary;
 use tau2_api::phases::PhaseName;
 
 use self::build::{ANNOTATION_SUSPENDED_BY_PIPELINE, LABEL_ATTEMPT, LABEL_PHASE};
 use self::pods::{JobOutcome, PodState, condition_reason};
-use self::progress_view::{PipelineProgress, ResultsView};
+use self::progress_view::PipelineProgress;
 
 pub const COND_RUNNING: &str = "Running";
 pub const COND_SUSPENDED: &str = "Suspended";
@@ -917,42 +916,9 @@ fn merge_progress(st: &mut Tau2PipelineStatus, progress: Option<&PipelineProgres
             }
         }
         if *phase == PhaseName::Eval
-            && let Some(results) = view.results.as_ref().and_then(eval_results)
+            && let Some(results) = view.results.clone()
         {
             st.results = Some(results);
         }
     }
-}
-
-fn rates(r: &progress_view::PassRatesView) -> PassRates {
-    PassRates {
-        tasks: i32::try_from(r.tasks).unwrap_or(i32::MAX),
-        pass_at1: r.pass_at1,
-        pass_at1_unbiased: r.pass_at1_unbiased,
-        pass_at_k: r.pass_at_k,
-        pass_at_k_unbiased: r.pass_at_k_unbiased,
-        pass_hat_k: r.pass_hat_k,
-        average_reward: r.average_reward,
-    }
-}
-
-fn eval_results(r: &ResultsView) -> Option<EvalResults> {
-    let split: Split = serde_json::from_value(r.split.as_str().into()).ok()?;
-    Some(EvalResults {
-        split,
-        k: i32::try_from(r.k).ok()?,
-        samples_per_task: i32::try_from(r.samples_per_task).ok()?,
-        overall: rates(&r.overall),
-        domains: r
-            .domains
-            .iter()
-            .filter_map(|d| {
-                let domain: Domain = serde_json::from_value(d.domain.as_str().into()).ok()?;
-                Some(DomainPassRates {
-                    domain,
-                    rates: rates(d),
-                })
-            })
-            .collect(),
-    })
 }

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::{Deserialize, Serialize};
+use tau2_api::crd::EvalResults;
 use tau2_api::phases::PhaseName;
-use tau2_api::progress;
 
 /// The latest reports of one pipeline, by phase.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -37,7 +37,8 @@ pub struct PhaseProgressView {
     #[serde(default)]
     pub checkpoints: Vec<CheckpointView>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub results: Option<ResultsView>,
+    /// Validated evaluation results, in the status' shape.
+    pub results: Option<EvalResults>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished: Option<FinishedView>,
 }
@@ -72,59 +73,6 @@ pub struct FinishedView {
     pub succeeded: bool,
     #[serde(default)]
     pub message: String,
-}
-
-/// The proto's `Results`, as plain data.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct ResultsView {
-    pub split: String,
-    pub k: u32,
-    pub samples_per_task: u32,
-    pub overall: PassRatesView,
-    #[serde(default)]
-    pub domains: Vec<PassRatesView>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct PassRatesView {
-    #[serde(default)]
-    pub domain: String,
-    pub tasks: u32,
-    pub pass_at1: f64,
-    pub pass_at1_unbiased: f64,
-    pub pass_at_k: f64,
-    pub pass_at_k_unbiased: f64,
-    pub pass_hat_k: f64,
-    pub average_reward: f64,
-}
-
-impl From<&progress::PassRates> for PassRatesView {
-    fn from(p: &progress::PassRates) -> Self {
-        Self {
-            domain: p.domain.clone(),
-            tasks: p.tasks,
-            pass_at1: p.pass_at1,
-            pass_at1_unbiased: p.pass_at1_unbiased,
-            pass_at_k: p.pass_at_k,
-            pass_at_k_unbiased: p.pass_at_k_unbiased,
-            pass_hat_k: p.pass_hat_k,
-            average_reward: p.average_reward,
-        }
-    }
-}
-
-impl From<&progress::Results> for ResultsView {
-    fn from(r: &progress::Results) -> Self {
-        Self {
-            split: r.split.clone(),
-            k: r.k,
-            samples_per_task: r.samples_per_task,
-            overall: r.overall.as_ref().map(Into::into).unwrap_or_default(),
-            domains: r.domains.iter().map(Into::into).collect(),
-        }
-    }
 }
 
 /// Where the reconciler gets progress snapshots from. The progress service's
