@@ -82,6 +82,15 @@ fn sft_params(epochs: i32, lr: f64) -> Value {
            "optimizer": {"learningRate": lr, "warmupRatio": 0.05}})
 }
 
+/// Runs `tau2-worker <phase> --config <cfg>` to success.
+fn run_phase(phase: &str, cfg: &Path, tokenizer: &Path) -> String {
+    let mut cmd = worker();
+    cmd.args([phase, "--config"])
+        .arg(cfg)
+        .env("TAU2_QWEN3_TOKENIZER_DIR", tokenizer);
+    run_ok(cmd)
+}
+
 fn run_ok(mut cmd: Command) -> String {
     let out = cmd.output().expect("tau2-worker runs");
     let text = format!(
@@ -295,11 +304,7 @@ fn a_killed_sft_phase_resumes_and_ends_like_an_uninterrupted_run() {
     // Uninterrupted.
     let a = dir.path().join("a");
     let cfg_a = write_job(&a, "sft", &job(&a, "sft", None, params.clone()));
-    let mut cmd = worker();
-    cmd.args(["sft", "--config"])
-        .arg(&cfg_a)
-        .env("TAU2_QWEN3_TOKENIZER_DIR", &tok);
-    run_ok(cmd);
+    run_phase("sft", &cfg_a, &tok);
     // Killed after its first checkpoint, then attempt 2.
     let b = dir.path().join("b");
     let cfg_b = write_job(&b, "sft", &job(&b, "sft", None, params));
@@ -600,11 +605,7 @@ fn sft_teaches_the_mock_tasks_then_rft_and_grpo_each_raise_sampled_success() {
                         "maxTokensPerMicroBatch": 16384, "maxSequenceLength": 8192,
                         "optimizer": {"learningRate": 1e-2, "warmupRatio": 0.05}});
     let cfg = write_job(root, "sft", &job_seeded(root, "sft", None, params, 0));
-    let mut cmd = worker();
-    cmd.args(["sft", "--config"])
-        .arg(&cfg)
-        .env("TAU2_QWEN3_TOKENIZER_DIR", &tok);
-    run_ok(cmd);
+    run_phase("sft", &cfg, &tok);
     let r = read_json(&root.join("sft/results.json"));
     let (first, last) = (
         r["firstLoss"].as_f64().expect("first loss"),
@@ -655,11 +656,7 @@ fn sft_teaches_the_mock_tasks_then_rft_and_grpo_each_raise_sampled_success() {
         "rft",
         &job_seeded(root, "rft", Some("sft/final"), rft_params, 0),
     );
-    let mut cmd = worker();
-    cmd.args(["rft", "--config"])
-        .arg(&cfg)
-        .env("TAU2_QWEN3_TOKENIZER_DIR", &tok);
-    run_ok(cmd);
+    run_phase("rft", &cfg, &tok);
     let kept = read_json(&root.join("rft/rft_selection.json"))["selection"].clone();
     let rft = sampled_success(&sampled_cfg, root, "rft");
     eprintln!(
@@ -675,11 +672,7 @@ fn sft_teaches_the_mock_tasks_then_rft_and_grpo_each_raise_sampled_success() {
         "grpo",
         &job_seeded(root, "grpo", Some("sft/final"), grpo_learning_params(), 0),
     );
-    let mut cmd = worker();
-    cmd.args(["grpo", "--config"])
-        .arg(&cfg)
-        .env("TAU2_QWEN3_TOKENIZER_DIR", &tok);
-    run_ok(cmd);
+    run_phase("grpo", &cfg, &tok);
     let history = read_json(&root.join("grpo/results.json"))["history"].clone();
     let rewards: Vec<String> = history
         .as_array()
@@ -766,11 +759,7 @@ fn a_grpo_step_runs_against_a_live_llm_user_simulator() {
                                   "temperature": 1.0, "maxTokens": 16,
                                   "requestTimeoutSeconds": 60, "maxRetries": 0});
     let cfg = write_job(root, "grpo", &job);
-    let mut cmd = worker();
-    cmd.args(["grpo", "--config"])
-        .arg(&cfg)
-        .env("TAU2_QWEN3_TOKENIZER_DIR", &tok);
-    let text = run_ok(cmd);
+    let text = run_phase("grpo", &cfg, &tok);
     drop(server);
     let r = read_json(&root.join("grpo/results.json"));
     assert_eq!(r["steps"], json!(1), "{text}");
