@@ -734,7 +734,7 @@ pub fn train(
         state.data_position += step_tasks.len() as u64;
         let n = trajectories.len().max(1) as f64;
         let nt = sums.trainable.max(1) as f64;
-        let metrics = BTreeMap::from([
+        let mut metrics = BTreeMap::from([
             ("loss".to_string(), sums.loss),
             ("pg_loss".to_string(), sums.pg / nt),
             ("kl".to_string(), sums.kl / nt),
@@ -753,13 +753,20 @@ pub fn train(
                 adv.iter().filter(|a| a.abs() < 1e-12).count() as f64 / n,
             ),
             ("logprob_gap".to_string(), sums.logprob_gap / nt),
-            ("policy_tokens".to_string(), sums.policy_tokens as f64),
+            (
+                "policy_tokens".to_string(),
+                trajectories
+                    .iter()
+                    .filter(|t| t.valid)
+                    .map(Trajectory::policy_tokens)
+                    .sum::<usize>() as f64,
+            ),
             ("grad_norm".to_string(), grad_norm),
             ("updates".to_string(), plan.len() as f64),
             ("lr".to_string(), lr),
         ]);
         let train_secs = t1.elapsed().as_secs_f64().max(1e-9);
-        let timing = BTreeMap::from([
+        let mut timing = BTreeMap::from([
             ("tokens_per_second".to_string(), tokens as f64 / train_secs),
             ("rollout_seconds".to_string(), rollout_secs),
             (
@@ -767,6 +774,20 @@ pub fn train(
                 n / rollout_secs.max(1e-9),
             ),
         ]);
+        if plan.is_empty() {
+            // Nothing was trained: no loss terms or training speed to report.
+            for k in [
+                "loss",
+                "pg_loss",
+                "kl",
+                "entropy",
+                "logprob_gap",
+                "grad_norm",
+            ] {
+                metrics.remove(k);
+            }
+            timing.remove("tokens_per_second");
+        }
         tracing::info!(
             step = state.step,
             total = cfg.steps,
