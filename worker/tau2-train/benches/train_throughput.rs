@@ -151,7 +151,7 @@ fn ours(
             None,
             &LOSS,
             MICRO_BATCH_TOKENS,
-            &mut opt,
+            Some(&mut opt),
         )?;
         opt.step(1e-6);
         Ok(sums.tokens)

@@ -391,7 +391,8 @@ impl StepSums {
 }
 
 /// One step's forward and backward over its rollouts, gradients left in the
-/// optimizer's accumulators (the caller steps it). `old` gives π_old per
+/// optimizer's accumulators (the caller steps it); with no optimizer, the
+/// forward alone under `no_grad`, for the metrics. `old` gives π_old per
 /// trajectory, aligned with its ids like [`Trajectory::logprobs`]; `None`
 /// takes the current weights (one update per rollout, ratio 1). The loss is
 /// Σ over valid samples of [`sample_loss`] / (all samples, invalid included).
@@ -404,8 +405,9 @@ pub fn accumulate_gradients(
     old: Option<&[Vec<f32>]>,
     loss: &LossConfig,
     max_tokens_per_micro_batch: usize,
-    optimizer: &mut AdamW,
+    mut optimizer: Option<&mut AdamW>,
 ) -> Result<StepSums> {
+    let _measure_only = optimizer.is_none().then(tch::no_grad_guard);
     if let Some(old) = old {
         let aligned = old.len() == trajectories.len()
             && old
@@ -480,8 +482,10 @@ pub fn accumulate_gradients(
                 .mean(Kind::Float)
                 .double_value(&[]);
         }
-        mb_loss.backward();
-        optimizer.accumulate();
+        if let Some(optimizer) = optimizer.as_deref_mut() {
+            mb_loss.backward();
+            optimizer.accumulate();
+        }
         sums.loss += mb_loss.double_value(&[]);
         sums.tokens += p.tokens;
         sums.policy_tokens += sizes.iter().sum::<i64>() as usize;
@@ -696,6 +700,20 @@ pub fn train(
         let first_pass = plan.len() / cfg.update_epochs.max(1);
         let mut sums = StepSums::default();
         let (mut grad_norm, mut tokens) = (0.0, 0);
+        if plan.is_empty() {
+            // No update, but the policy's entropy, KL and log-prob gap on
+            // its rollouts are still worth watching.
+            sums = accumulate_gradients(
+                model,
+                reference,
+                &trajectories,
+                &adv,
+                None,
+                &cfg.loss,
+                cfg.max_tokens_per_micro_batch,
+                None,
+            )?;
+        }
         for (u, part) in plan.iter().enumerate() {
             let pick = |v: &[f64]| part.iter().map(|i| v[*i]).collect::<Vec<_>>();
             let (part_trajectories, part_old);
@@ -719,7 +737,7 @@ pub fn train(
                 olds,
                 &cfg.loss,
                 cfg.max_tokens_per_micro_batch,
-                &mut optimizer,
+                Some(&mut optimizer),
             )?;
             grad_norm += optimizer.step(lr).grad_norm / plan.len() as f64;
             tokens += part_sums.tokens;
@@ -775,17 +793,8 @@ pub fn train(
             ),
         ]);
         if plan.is_empty() {
-            // Nothing was trained: no loss terms or training speed to report.
-            for k in [
-                "loss",
-                "pg_loss",
-                "kl",
-                "entropy",
-                "logprob_gap",
-                "grad_norm",
-            ] {
-                metrics.remove(k);
-            }
+            // Nothing was trained: no gradient or training speed to report.
+            metrics.remove("grad_norm");
             timing.remove("tokens_per_second");
         }
         tracing::info!(

@@ -207,7 +207,7 @@ fn sft_and_grpo_losses_and_gradients_match_pytorch() {
             Some(&old),
             &loss,
             40,
-            &mut opt,
+            Some(&mut opt),
         )
         .expect("grpo");
         assert_eq!(sums.trainable, 5);
