@@ -2,6 +2,7 @@
 //!
 //! - [`phases`]: the phases' hyper-parameters, with the recipe's defaults;
 //! - [`job`]: the configuration a phase's worker receives;
+//! - [`report`]: what a phase's worker reports: the step metrics, by typed name;
 //! - [`bench`] and [`user_sim`]: tau2-bench's domains and splits, the simulated user;
 //! - `crd` (feature `crd`): the `Tau2Pipeline` custom resource, and `plan`:
 //!   the phase configurations it maps to (shared by the operator and `tau2-worker run`);
@@ -10,6 +11,7 @@
 pub mod bench;
 pub mod job;
 pub mod phases;
+pub mod report;
 pub mod user_sim;
 
 #[cfg(feature = "crd")]
