@@ -122,7 +122,7 @@ EOF
     fi
     sleep 0.5
   done
-  "${kubectl[@]}" apply --server-side -f "$mod_dir/queues.yaml" >/dev/null
+  "${kubectl[@]}" apply --server-side --force-conflicts -f "$mod_dir/queues.yaml" >/dev/null
   "${kubectl[@]}" wait --for condition=Active clusterqueue/tau2-gpu --timeout 60s >/dev/null
   log "Kueue up (PID $pid, log $dir/logs/kueue.log)"
 }
