@@ -451,7 +451,10 @@ pub fn job(
             backoff_limit: Some(0),
             completions: Some(1),
             parallelism: Some(1),
-            suspend: Some(suspend),
+            // A queued Job starts suspended, as Kueue's Job webhook would make
+            // it: only Kueue unsuspends it, once its Workload is admitted, so no
+            // pod runs before admission even where that webhook is not installed.
+            suspend: Some(suspend || labels.contains_key(LABEL_KUEUE_QUEUE)),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     // Kueue manages the Job; a queue label on its pods would

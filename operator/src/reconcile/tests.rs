@@ -160,7 +160,7 @@ spec:
   backoffLimit: 0
   completions: 1
   parallelism: 1
-  suspend: false
+  suspend: true
 "#,
     );
     for (section, keys) in [
@@ -585,6 +585,26 @@ fn a_suspended_pipeline_creates_its_job_suspended() {
         Some("true")
     );
     assert_eq!(plan.status.phase, PipelinePhase::Suspended);
+}
+
+#[test]
+fn a_queued_pipeline_creates_its_job_suspended_for_kueue_to_admit() {
+    let queued = pipeline(&Value::Null, &Value::Null);
+    let mut unqueued = queued.clone();
+    if let Some(labels) = unqueued.metadata.labels.as_mut() {
+        labels.remove(build::LABEL_KUEUE_QUEUE);
+    }
+    let now = ts("2026-01-01T00:00:00Z");
+    for (p, suspended) in [(&queued, true), (&unqueued, false)] {
+        let plan = plan(p, &Observed::default(), &settings(), now);
+        let job = jobs(&plan)[0];
+        assert_eq!(job.spec.as_ref().and_then(|s| s.suspend), Some(suspended));
+        assert_eq!(
+            job.metadata.annotations, None,
+            "Kueue's suspension, not the pipeline's: the operator never unsuspends it"
+        );
+        assert_eq!(plan.status.phase, PipelinePhase::Pending);
+    }
 }
 
 #[test]
