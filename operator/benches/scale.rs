@@ -22,7 +22,16 @@
 //! - the operator's peak resident memory (`VmHWM` in `/proc/<pid>/status`)
 //!   and CPU time;
 //! - the API server's view: Jobs in the namespace, which must be exactly one
-//!   per pipeline.
+//!   per pipeline;
+//! - API requests per pipeline from create to first Job, by verb and
+//!   resource, from the API server's `apiserver_request_total` (every client's:
+//!   the operator's, and the Job controller's, scheduler's and kwok's on the
+//!   operator's objects; the benchmark's own are its creates and one watch).
+//!
+//! Then `TAU2_SCALE_SUCCEED` pipelines (default 16, one GPU each: the fake
+//! nodes' capacity) with a bound claim run to `Succeeded` (kwok ends their
+//! pods successfully), and it prints create → Succeeded (p50, p99) and the API
+//! requests per pipeline over that run, the same way.
 //!
 //! Then it deletes the namespace (the operator's finalizer runs for every
 //! pipeline) and stops the operator with SIGTERM. Pods are not waited for:
@@ -70,6 +79,7 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let pipelines = env_number("TAU2_SCALE_PIPELINES", 500)?;
+    let succeed = env_number("TAU2_SCALE_SUCCEED", 16)?;
     let concurrency = env_number("TAU2_SCALE_CONCURRENCY", 32)?.max(1);
     // Two threads: the machine the benchmark was written on has two cores,
     // shared with the control plane and the operator.
@@ -78,7 +88,7 @@ fn main() -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?
-        .block_on(run(pipelines, concurrency))
+        .block_on(run(pipelines, succeed, concurrency))
 }
 
 fn env_number(name: &str, default: usize) -> Result<usize> {
@@ -90,7 +100,7 @@ fn env_number(name: &str, default: usize) -> Result<usize> {
     }
 }
 
-async fn run(n: usize, concurrency: usize) -> Result<()> {
+async fn run(n: usize, succeed: usize, concurrency: usize) -> Result<()> {
     let client = Client::try_default()
         .await
         .context("connecting to the API server named by KUBECONFIG")?;
@@ -114,9 +124,17 @@ async fn run(n: usize, concurrency: usize) -> Result<()> {
         operator.log.display()
     );
     let outcome = measure(&client, &ns, n, concurrency, &mut operator).await;
+    let lifecycle = match outcome {
+        Ok(_) => run_to_success(&client, &ns, succeed, &mut operator).await,
+        Err(_) => Ok(()),
+    };
     let cleanup = cleanup(&client, &ns, &mut operator).await;
+    let _ = Api::<k8s_openapi::api::core::v1::PersistentVolume>::all(client.clone())
+        .delete(&format!("{ns}-checkpoints"), &DeleteParams::background())
+        .await;
     let stopped = operator.stop();
     let report = outcome?;
+    lifecycle?;
     cleanup?;
     stopped?;
     if !report.jobs_ok {
@@ -138,6 +156,7 @@ async fn measure(
 ) -> Result<Report> {
     operator.ready(Duration::from_secs(60)).await?;
     let before = operator.metrics().await?;
+    let requests_before = ApiRequests::scrape(client).await?;
 
     // Jobs as the benchmark's watch sees them arrive: the first per pipeline.
     let first_job: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -207,6 +226,7 @@ async fn measure(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let after = operator.metrics().await?;
+    let requests = ApiRequests::scrape(client).await?.since(&requests_before);
     let first_job = lock(&first_job).clone();
     let last_job = first_job.values().max().copied().unwrap_or(started);
     let window = last_job.saturating_duration_since(started);
@@ -299,6 +319,7 @@ async fn measure(
         },
         if jobs_ok { "OK" } else { "MISMATCH" }
     );
+    requests.print("create -> first Job", n);
     println!();
     Ok(Report { jobs_ok })
 }
@@ -345,16 +366,208 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// A minimal pipeline (every phase defaulted); its pods stay Pending on the
 /// missing claim, or keep running if placed (`tau2.dev/test-outcome=run`).
 fn pipeline(name: &str) -> serde_json::Value {
-    json!({
-        "apiVersion": "tau2.dev/v1alpha1",
-        "kind": "Tau2Pipeline",
-        "metadata": {"name": name, "labels": {"tau2.dev/test-outcome": "run"}},
-        "spec": {
-            "model": {"uri": "hf://Qwen/Qwen3-4B-Instruct-2507"},
-            "userSimulator": {"endpoint": "http://user-sim:30001/v1", "model": "Qwen/Qwen3-4B-Instruct-2507"},
-            "storage": {"existingClaim": "checkpoints"}
+    let mut p = common::minimal_pipeline(name);
+    common::merge(
+        &mut p,
+        &json!({
+            "metadata": {"labels": {"tau2.dev/test-outcome": "run"}},
+            "spec": {"storage": {"existingClaim": "missing"}}
+        }),
+    );
+    p
+}
+
+/// Runs `m` pipelines to `Succeeded` on the claim `checkpoints` (kwok ends
+/// each pod successfully) and prints create → Succeeded and the API requests.
+async fn run_to_success(
+    client: &Client,
+    ns: &str,
+    m: usize,
+    operator: &mut Operator,
+) -> Result<()> {
+    if m == 0 {
+        return Ok(());
+    }
+    common::checkpoint_claim(client, ns).await;
+    let succeeded: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let (synced_tx, synced_rx) = tokio::sync::oneshot::channel();
+    let watch = tokio::spawn(watch_succeeded(
+        Api::namespaced(client.clone(), ns),
+        succeeded.clone(),
+        synced_tx,
+    ));
+    synced_rx
+        .await
+        .context("the pipeline watch ended before its first list")?;
+    let before = ApiRequests::scrape(client).await?;
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), ns, &ApiResource::erase::<Tau2Pipeline>(&()));
+    let mut created = Vec::with_capacity(m);
+    for i in 0..m {
+        let name = format!("s{i:03}");
+        let body: DynamicObject = serde_json::from_value(common::minimal_pipeline(&name))?;
+        api.create(&PostParams::default(), &body)
+            .await
+            .with_context(|| format!("creating pipeline {name}"))?;
+        created.push((name, Instant::now()));
+    }
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    while lock(&succeeded).len() < m {
+        if Instant::now() > deadline {
+            watch.abort();
+            bail!(
+                "only {} of {m} pipelines Succeeded after {RUN_TIMEOUT:?}",
+                lock(&succeeded).len()
+            );
         }
-    })
+        if let Some(code) = operator.exited()? {
+            bail!("the operator exited ({code}) before every pipeline Succeeded");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let requests = ApiRequests::scrape(client).await?.since(&before);
+    watch.abort();
+    let done = lock(&succeeded).clone();
+    let mut latencies: Vec<Duration> = created
+        .iter()
+        .filter_map(|(name, acked)| done.get(name).map(|t| t.saturating_duration_since(*acked)))
+        .collect();
+    latencies.sort();
+    let memory = operator.memory()?;
+    println!("scale: results ({m} pipelines run to Succeeded)");
+    println!(
+        "  create -> Succeeded   p50 {}  p99 {}",
+        secs(percentile(&latencies, 0.50)),
+        secs(percentile(&latencies, 0.99)),
+    );
+    println!(
+        "  operator              peak RSS (VmHWM) {:.1} MiB, CPU {} (whole benchmark so far)",
+        memory.peak_kib as f64 / 1024.0,
+        secs(memory.cpu),
+    );
+    requests.print("create -> Succeeded", m);
+    println!();
+    Ok(())
+}
+
+/// Records when each pipeline is first seen `Succeeded`.
+async fn watch_succeeded(
+    api: Api<Tau2Pipeline>,
+    succeeded: Arc<Mutex<HashMap<String, Instant>>>,
+    synced: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut synced = Some(synced);
+    let mut events = watcher(api, watcher::Config::default()).boxed();
+    while let Some(event) = events.next().await {
+        let p = match event {
+            Ok(watcher::Event::InitDone) => {
+                if let Some(tx) = synced.take() {
+                    let _ = tx.send(());
+                }
+                continue;
+            }
+            Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => p,
+            Ok(_) => continue,
+            Err(error) => {
+                eprintln!("scale: pipeline watch: {error}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        if common::phase(&p) == tau2_api::crd::PipelinePhase::Succeeded {
+            lock(&succeeded)
+                .entry(p.name_any())
+                .or_insert_with(Instant::now);
+        }
+    }
+}
+
+/// The resources whose requests the benchmark reports: the operator's
+/// objects (and the Leases and Events it writes).
+const RESOURCES: &[&str] = &[
+    "tau2pipelines",
+    "jobs",
+    "pods",
+    "configmaps",
+    "secrets",
+    "persistentvolumeclaims",
+    "events",
+    "leases",
+];
+
+/// `apiserver_request_total` summed over codes, by (verb, resource, subresource).
+#[derive(Default)]
+struct ApiRequests(BTreeMap<(String, String, String), f64>);
+
+impl ApiRequests {
+    async fn scrape(client: &Client) -> Result<ApiRequests> {
+        let request = axum::http::Request::get("/metrics")
+            .body(Vec::new())
+            .context("building the /metrics request")?;
+        let text = client
+            .request_text(request)
+            .await
+            .context("reading the API server's /metrics")?;
+        Ok(Self::parse(&text))
+    }
+
+    fn parse(text: &str) -> ApiRequests {
+        let mut all = ApiRequests::default();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+                continue;
+            };
+            let Some((labels, value)) = rest.rsplit_once("} ") else {
+                continue;
+            };
+            let Ok(value) = value.trim().parse::<f64>() else {
+                continue;
+            };
+            let label = |key: &str| {
+                labels
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(key)?.strip_prefix("=\""))
+                    .map(|v| v.trim_end_matches('"').to_owned())
+                    .unwrap_or_default()
+            };
+            let key = (label("verb"), label("resource"), label("subresource"));
+            if RESOURCES.contains(&key.1.as_str()) {
+                *all.0.entry(key).or_default() += value;
+            }
+        }
+        all
+    }
+
+    fn since(&self, before: &ApiRequests) -> ApiRequests {
+        let mut delta = ApiRequests::default();
+        for (key, value) in &self.0 {
+            let d = value - before.0.get(key).copied().unwrap_or(0.0);
+            if d > 0.0 {
+                delta.0.insert(key.clone(), d);
+            }
+        }
+        delta
+    }
+
+    fn print(&self, what: &str, n: usize) {
+        let n = n.max(1) as f64;
+        let total: f64 = self.0.values().sum();
+        println!(
+            "  API requests {what}: {:.1} per pipeline (apiserver_request_total, all clients)",
+            total / n
+        );
+        for ((verb, resource, sub), count) in &self.0 {
+            let resource = if sub.is_empty() {
+                resource.clone()
+            } else {
+                format!("{resource}/{sub}")
+            };
+            println!(
+                "    {verb:<8} {resource:<28} {:>8.2} per pipeline ({count:.0})",
+                count / n
+            );
+        }
+    }
 }
 
 struct Settled {

@@ -98,10 +98,16 @@ struct RunArgs {
     /// This replica's identity in the Lease and in events.
     #[arg(long, env = "POD_NAME", default_value = "tau2-operator")]
     pod_name: String,
+    /// A leader that has not renewed its Lease for this long loses it.
     #[arg(long, default_value = "15", value_name = "SECONDS")]
     lease_duration_seconds: u64,
+    /// The leader steps down (stops the controller and the progress writer)
+    /// when it could not renew for this long; less than the lease duration.
     #[arg(long, default_value = "10", value_name = "SECONDS")]
-    lease_renew_before_seconds: u64,
+    lease_renew_deadline_seconds: u64,
+    /// How often the leader renews and a standby tries to take the Lease.
+    #[arg(long, default_value = "2000", value_name = "MILLISECONDS")]
+    lease_retry_period_ms: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -173,7 +179,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let election = args.leader_elect.then(|| LeaderSettings {
         lease_duration: Duration::from_secs(args.lease_duration_seconds),
-        renew_before: Duration::from_secs(args.lease_renew_before_seconds),
+        renew_deadline: Duration::from_secs(args.lease_renew_deadline_seconds),
+        retry_period: Duration::from_millis(args.lease_retry_period_ms),
         ..LeaderSettings::new(&args.lease_name, &args.lease_namespace, &args.pod_name)
     });
     let config = app::Config {

@@ -80,7 +80,8 @@ async fn start_replica(
     let (stop, rx) = watch::channel(false);
     let lease = LeaderSettings {
         lease_duration: Duration::from_secs(4),
-        renew_before: Duration::from_secs(2),
+        renew_deadline: Duration::from_secs(2),
+        retry_period: Duration::from_millis(500),
         ..LeaderSettings::new("tau2-operator-test", ns, identity)
     };
     let mut election_stop = rx.clone();

@@ -287,7 +287,8 @@ impl App {
             identity: identity.into(),
             election: Some(tau2_operator::leader::LeaderSettings {
                 lease_duration: Duration::from_secs(4),
-                renew_before: Duration::from_secs(2),
+                renew_deadline: Duration::from_secs(2),
+                retry_period: Duration::from_millis(500),
                 ..tau2_operator::leader::LeaderSettings::new("tau2-operator", ns, identity)
             }),
             leader_pod: leader_pod.map(|pod| (ns.to_owned(), pod.to_owned())),
